@@ -1,0 +1,150 @@
+r"""Day 5: activation functions and their derivatives.
+
+Without a nonlinearity a stack of dense layers collapses into one affine map. Each class here
+is elementwise, so its backward is a product with the derivative: ``grad_in = grad_out * f'(x)``.
+
+========== ===================================================== ==========================================
+name       :math:`f(x)`                                          :math:`f'(x)`
+========== ===================================================== ==========================================
+ReLU       :math:`\max(x, 0)`                                    :math:`[x > 0]`
+LeakyReLU  :math:`x` if :math:`x>0` else :math:`\alpha x`        :math:`1` or :math:`\alpha`
+ELU        :math:`x` if :math:`x>0` else :math:`\alpha(e^x-1)`   :math:`1` or :math:`\alpha e^x`
+GELU       :math:`x\,\Phi(x)`                                    :math:`\Phi(x) + x\,\varphi(x)`
+GELU tanh  :math:`\tfrac12 x(1+\tanh u)`, :math:`u=\sqrt{2/\pi}(x+0.044715x^3)`  :math:`\tfrac12(1+\tanh u) + \tfrac12 x (1-\tanh^2 u)\,u'`
+SiLU       :math:`x\,\sigma(x)`                                  :math:`\sigma(x)(1 + x(1-\sigma(x)))`
+Sigmoid    :math:`\sigma(x) = 1/(1+e^{-x})`                      :math:`\sigma(1-\sigma)`
+Tanh       :math:`\tanh x`                                       :math:`1-\tanh^2 x`
+Softplus   :math:`\log(1+e^x)`                                   :math:`\sigma(x)`
+========== ===================================================== ==========================================
+
+Stability: :math:`\sigma` and softplus are written so that no ``exp`` of a large positive
+number is ever taken (``softplus(x) = max(x,0) + log1p(exp(-|x|))``). The derivative at
+exactly 0 of ReLU and LeakyReLU is taken as that of the negative side, as PyTorch does.
+NumPy has no ``erf``; SciPy's (installed with scikit-learn) supplies it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import erf
+
+from ml100.checks import check_input
+
+from ..module import Module
+
+#: The two GELU variants: exact (erf) and the tanh approximation of Hendrycks & Gimpel (2016).
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees ``-|x|``."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """:math:`\\log(1+e^x) = \\max(x,0) + \\log(1+e^{-|x|})`, exact and overflow-free."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+class Activation(Module):
+    """An elementwise function: caches its input, backward multiplies by the derivative."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_input(type(self).__name__, "x", x.shape, x.dtype, expected_dtype=self.dtype)
+        self.x = x
+        return self.function(x)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out * self.derivative(self.x)
+
+
+class ReLU(Activation):
+    def function(self, x):
+        return np.maximum(x, 0)
+
+    def derivative(self, x):
+        return (x > 0).astype(x.dtype)
+
+
+class LeakyReLU(Activation):
+    def __init__(self, negative_slope: float = 0.01, dtype="float32"):
+        super().__init__(dtype)
+        self.negative_slope = negative_slope
+
+    def function(self, x):
+        return np.where(x > 0, x, self.negative_slope * x)
+
+    def derivative(self, x):
+        return np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
+
+
+class ELU(Activation):
+    def __init__(self, alpha: float = 1.0, dtype="float32"):
+        super().__init__(dtype)
+        self.alpha = alpha
+
+    def function(self, x):
+        # expm1 keeps e^x - 1 accurate near 0; the minimum keeps exp from overflowing on the unused side.
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+
+    def derivative(self, x):
+        return np.where(x > 0, 1.0, self.alpha * np.exp(np.minimum(x, 0))).astype(x.dtype)
+
+
+class GELU(Activation):
+    def __init__(self, approximate: str = "none", dtype="float32"):
+        super().__init__(dtype)
+        if approximate not in GELU_APPROXIMATIONS:
+            raise ValueError(f"GELU approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+        self.approximate = approximate
+
+    def function(self, x):
+        if self.approximate == "tanh":
+            u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+            return 0.5 * x * (1.0 + np.tanh(u))
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+    def derivative(self, x):
+        if self.approximate == "tanh":
+            t = np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))
+            du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x**2)
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * du
+        cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
+        return cdf + x * pdf
+
+
+class SiLU(Activation):
+    def function(self, x):
+        return x * sigmoid(x)
+
+    def derivative(self, x):
+        s = sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
+
+
+class Sigmoid(Activation):
+    def function(self, x):
+        return sigmoid(x)
+
+    def derivative(self, x):
+        s = sigmoid(x)
+        return s * (1.0 - s)
+
+
+class Tanh(Activation):
+    def function(self, x):
+        return np.tanh(x)
+
+    def derivative(self, x):
+        return 1.0 - np.tanh(x) ** 2
+
+
+class Softplus(Activation):
+    def function(self, x):
+        return softplus(x)
+
+    def derivative(self, x):
+        return sigmoid(x)

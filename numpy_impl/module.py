@@ -1,0 +1,114 @@
+"""The base class of the NumPy tree: parameters, gradients and the canonical state dict.
+
+There is no autograd here. A ``Module`` keeps its parameters in ``self.params`` (canonical local
+name -> array) and its ``backward`` writes the gradient of each under the same key in
+``self.grads``. Submodules assigned as attributes are registered, so full names read like
+PyTorch's (``layers.0.weight``) and one canonical state dict describes the whole model.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ml100.checks import resolve_dtype
+from ml100.weights import check_state_dict
+
+
+class Module:
+    """A layer or model: ``forward`` caches, ``backward`` returns the input gradient."""
+
+    def __init__(self, dtype="float32"):
+        # Registered before any attribute, since __setattr__ below writes into it.
+        object.__setattr__(self, "_modules", {})
+        self.dtype = resolve_dtype(dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.training = True
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        raise NotImplementedError
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix.rstrip("."), self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}{name}.")
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name, value in module.params.items():
+                yield _join(prefix, name), value
+
+    def named_grads(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name in module.params:
+                yield _join(prefix, name), module.grads[name]
+
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name, value in module.buffers.items():
+                yield _join(prefix, name), value
+
+    def canonical_state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, by canonical name."""
+        return {name: value.copy() for name, value in (*self.named_parameters(), *self.named_buffers())}
+
+    def load_canonical_state_dict(self, state) -> None:
+        """Strictly load a canonical state: every key, shape and dtype must match."""
+        targets = dict((*self.named_parameters(), *self.named_buffers()))
+        expected = {name: (value.shape, value.dtype.name) for name, value in targets.items()}
+        check_state_dict(type(self).__name__, expected, state)
+        for name, target in targets.items():
+            # In place, so that an optimizer holding these arrays sees the new values.
+            target[...] = state[name]
+
+    def canonical_grads(self) -> dict[str, np.ndarray]:
+        """The gradients of the last ``backward``, under the parameters' canonical names."""
+        return {name: grad.copy() for name, grad in self.named_grads()}
+
+    def zero_grad(self) -> None:
+        for _, module in self.named_modules():
+            module.grads = {name: np.zeros_like(value) for name, value in module.params.items()}
+
+    def train(self, mode: bool = True) -> "Module":
+        for _, module in self.named_modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+
+class ModuleList(Module):
+    """A list of submodules named ``0``, ``1``, … as in ``torch.nn.ModuleList``."""
+
+    def __init__(self, modules, dtype="float32"):
+        super().__init__(dtype)
+        self.items = list(modules)
+        for index, module in enumerate(self.items):
+            self._modules[str(index)] = module
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

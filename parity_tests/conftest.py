@@ -1,0 +1,17 @@
+"""Session set-up: import every framework once, quiet TF, fix thread counts before TF's first op."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# No GPU here: keep torch from probing CUDA (and warning) on every first backward.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+
+# Thread settings only take effect before TF runs its first op; the machine has 2 cores.
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+torch.set_num_threads(2)
+
+import keras  # noqa: E402,F401  (imported once here, after TF is configured)

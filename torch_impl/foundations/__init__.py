@@ -1,0 +1,1 @@
+"""Phase 1, days 1-20: from linear regression to CNNs."""
