@@ -94,8 +94,8 @@ class Module:
 class ModuleList(Module):
     """A list of submodules named ``0``, ``1``, … as in ``torch.nn.ModuleList``."""
 
-    def __init__(self, modules, dtype="float32"):
-        super().__init__(dtype)
+    def __init__(self, modules):
+        super().__init__()
         self.items = list(modules)
         for index, module in enumerate(self.items):
             self._modules[str(index)] = module

@@ -131,8 +131,8 @@ class Module(tf.Module):
 class ModuleList(Module):
     """A list of submodules named ``0``, ``1``, … as in ``torch.nn.ModuleList``."""
 
-    def __init__(self, modules, dtype="float32"):
-        super().__init__(dtype)
+    def __init__(self, modules):
+        super().__init__()
         self.items = list(modules)
 
     def children(self):

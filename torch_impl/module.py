@@ -47,5 +47,8 @@ class Module(nn.Module):
         }
 
 
-#: Submodules named ``0``, ``1``, …: torch's own container, named here so the trees mirror.
-ModuleList = nn.ModuleList
+class ModuleList(nn.ModuleList):
+    """A list of submodules named ``0``, ``1``, …: torch's own container, with the trees' signature."""
+
+    def __init__(self, modules):
+        super().__init__(modules)
