@@ -60,6 +60,12 @@ def test_cli_list(capsys):
     assert "[done] day   7  foundations/mlp.py" in out and "of 100 days implemented" in out
 
 
+def test_docs_curriculum_is_up_to_date():
+    from ml100.curriculum import ROOT, markdown
+
+    assert (ROOT / "docs" / "curriculum.md").read_text() == markdown(), "regenerate: ml100 list --markdown > docs/curriculum.md"
+
+
 def test_cli_unknown_example():
     with pytest.raises(SystemExit, match="unknown example 'nope'; expected one of: .*train_mlp"):
         cli.main(["run", "nope"])
