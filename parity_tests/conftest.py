@@ -6,6 +6,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # No GPU here: keep torch from probing CUDA (and warning) on every first backward.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+# torch.optim (and torch.compile) lazily import torch._dynamo, which loads Triton's libtriton.so;
+# loaded after TensorFlow's shared libraries it segfaults the process, so it must come first.
+import torch._dynamo  # noqa: E402,F401
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 

@@ -39,7 +39,7 @@ class Trainer:
             param.grad = None
         loss.backward()
         self.optimizer.step({name: param.grad for name, param in self.model.named_parameters()})
-        return float(loss)
+        return loss.item()
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy on ``(x, y)`` in eval mode, without touching gradients."""
