@@ -37,15 +37,21 @@ from ..module import Module
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 
+def negative_abs(x: np.ndarray) -> np.ndarray:
+    """:math:`-|x|`, written with ``where`` so that its slope at exactly 0 is that of :math:`-x`
+    (``abs`` has slope 0 there, which would zero the derivative of sigmoid and softplus at 0)."""
+    return np.where(x >= 0, -x, x)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees ``-|x|``."""
-    e = np.exp(-np.abs(x))
+    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees :math:`-|x|`."""
+    e = np.exp(negative_abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
     """:math:`\\log(1+e^x) = \\max(x,0) + \\log(1+e^{-|x|})`, exact and overflow-free."""
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    return np.where(x >= 0, x, np.zeros_like(x)) + np.log1p(np.exp(negative_abs(x)))
 
 
 class Activation(Module):
@@ -86,11 +92,12 @@ class ELU(Activation):
         self.alpha = alpha
 
     def function(self, x):
-        # expm1 keeps e^x - 1 accurate near 0; the minimum keeps exp from overflowing on the unused side.
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        # expm1 keeps e^x - 1 accurate near 0; zeroing the unused side keeps exp from overflowing
+        # there (an inf in the branch `where` drops still turns its gradient into nan).
+        return np.where(x > 0, x, self.alpha * np.expm1(np.where(x > 0, np.zeros_like(x), x)))
 
     def derivative(self, x):
-        return np.where(x > 0, 1.0, self.alpha * np.exp(np.minimum(x, 0))).astype(x.dtype)
+        return np.where(x > 0, 1.0, self.alpha * np.exp(np.where(x > 0, np.zeros_like(x), x))).astype(x.dtype)
 
 
 class GELU(Activation):

@@ -95,3 +95,31 @@ def test_keras_gelu_constants_are_float32():
     c = float(np.float32(0.044715))
     np.testing.assert_allclose(keras.activations.gelu(x, approximate=True).numpy(),
                                0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + c * x**3))), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_slope_at_exactly_zero_matches_torch(name):
+    """At x = 0 a kink (ReLU) or an ``abs`` inside a stable formula (sigmoid, softplus) decides the
+    slope; every tree must give the slope torch's autograd gives."""
+    import tensorflow as tf
+
+    from ml100.backends import get_module
+
+    kwargs, torch_fn, _ = ACTIVATIONS[name]
+    cls = name.split("-")[0]
+    x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    torch_fn(x).sum().backward()
+    expected = x.grad.numpy()
+    layers = {tree: getattr(get_module(tree, "foundations.activations"), cls)(**kwargs, dtype="float64") for tree in ("numpy", "torch", "tf")}
+    layers["numpy"].forward(np.zeros(3))
+    got = {"numpy": layers["numpy"].backward(np.ones(3))}
+    xt = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    layers["torch"](xt).sum().backward()
+    got["torch"] = xt.grad.numpy()
+    xf = tf.zeros(3, dtype=tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(xf)
+        y = tf.reduce_sum(layers["tf"](xf))
+    got["tf"] = tape.gradient(y, xf).numpy()
+    for tree, grad in got.items():
+        np.testing.assert_allclose(grad, expected, rtol=1e-15, atol=0, err_msg=f"{tree} {name} slope at 0")

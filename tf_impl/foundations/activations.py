@@ -26,15 +26,21 @@ from ..module import Module
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 
+def negative_abs(x: tf.Tensor) -> tf.Tensor:
+    """:math:`-|x|`, written with ``where`` so that its slope at exactly 0 is that of :math:`-x`
+    (``abs`` has slope 0 there, which would zero the derivative of sigmoid and softplus at 0)."""
+    return tf.where(x >= 0, -x, x)
+
+
 def sigmoid(x: tf.Tensor) -> tf.Tensor:
-    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees ``-|x|``."""
-    e = tf.exp(-tf.abs(x))
+    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees :math:`-|x|`."""
+    e = tf.exp(negative_abs(x))
     return tf.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def softplus(x: tf.Tensor) -> tf.Tensor:
     """:math:`\\log(1+e^x) = \\max(x,0) + \\log(1+e^{-|x|})`, exact and overflow-free."""
-    return tf.maximum(x, 0) + tf.math.log1p(tf.exp(-tf.abs(x)))
+    return tf.where(x >= 0, x, tf.zeros_like(x)) + tf.math.log1p(tf.exp(negative_abs(x)))
 
 
 class Activation(Module):
@@ -65,8 +71,9 @@ class ELU(Activation):
         self.alpha = alpha
 
     def function(self, x):
-        # expm1 keeps e^x - 1 accurate near 0; the minimum keeps exp from overflowing on the unused side.
-        return tf.where(x > 0, x, self.alpha * tf.math.expm1(tf.minimum(x, 0)))
+        # expm1 keeps e^x - 1 accurate near 0; zeroing the unused side keeps exp from overflowing
+        # there (an inf in the branch `where` drops still turns its gradient into nan).
+        return tf.where(x > 0, x, self.alpha * tf.math.expm1(tf.where(x > 0, tf.zeros_like(x), x)))
 
 
 class GELU(Activation):

@@ -25,15 +25,21 @@ from ..module import Module
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 
+def negative_abs(x: torch.Tensor) -> torch.Tensor:
+    """:math:`-|x|`, written with ``where`` so that its slope at exactly 0 is that of :math:`-x`
+    (``abs`` has slope 0 there, which would zero the derivative of sigmoid and softplus at 0)."""
+    return torch.where(x >= 0, -x, x)
+
+
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees ``-|x|``."""
-    e = torch.exp(-torch.abs(x))
+    """:math:`1/(1+e^{-x})` without overflow: ``exp`` only ever sees :math:`-|x|`."""
+    e = torch.exp(negative_abs(x))
     return torch.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
     """:math:`\\log(1+e^x) = \\max(x,0) + \\log(1+e^{-|x|})`, exact and overflow-free."""
-    return torch.clamp_min(x, 0) + torch.log1p(torch.exp(-torch.abs(x)))
+    return torch.where(x >= 0, x, torch.zeros_like(x)) + torch.log1p(torch.exp(negative_abs(x)))
 
 
 class Activation(Module):
@@ -64,8 +70,9 @@ class ELU(Activation):
         self.alpha = alpha
 
     def function(self, x):
-        # expm1 keeps e^x - 1 accurate near 0; the clamp keeps exp from overflowing on the unused side.
-        return torch.where(x > 0, x, self.alpha * torch.expm1(torch.clamp_max(x, 0)))
+        # expm1 keeps e^x - 1 accurate near 0; zeroing the unused side keeps exp from overflowing
+        # there (an inf in the branch `where` drops still turns its gradient into nan).
+        return torch.where(x > 0, x, self.alpha * torch.expm1(torch.where(x > 0, torch.zeros_like(x), x)))
 
 
 class GELU(Activation):
