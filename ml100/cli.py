@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
-from pathlib import Path
 
 from .curriculum import ROOT, markdown, status
 

@@ -251,3 +251,34 @@ def gradcheck_numpy(case: Case) -> None:
         if rel_err > FD_TOLERANCE:
             failures.append(f"{label}: max abs err {abs_err:.3e}, max rel err {rel_err:.3e} > {FD_TOLERANCE:.0e}")
     assert_no_failures(failures, f"finite-difference check of numpy {case.module}")
+
+
+def torch_linear_reference(in_features: int, out_features: int, prefix: str = "", squeeze: bool = False) -> Callable:
+    """A reference runner: ``torch.nn.Linear`` fed the canonical ``{prefix}weight`` and ``{prefix}bias``
+    (``squeeze`` drops a size-1 output axis, as logistic regression's ``(N,)`` logits do)."""
+    def run(state, inputs, cotangents, dtype):
+        layer = torch.nn.Linear(in_features, out_features, dtype=getattr(torch, dtype))
+        layer.load_state_dict({"weight": torch.from_numpy(state[f"{prefix}weight"]), "bias": torch.from_numpy(state[f"{prefix}bias"])})
+        call = (lambda x: layer(x)[..., 0]) if squeeze else layer
+        params = {f"{prefix}weight": layer.weight, f"{prefix}bias": layer.bias}
+        return run_torch(call, inputs, ("x",), cotangents, params=params)
+
+    return run
+
+
+def keras_dense_reference(in_features: int, out_features: int, prefix: str = "", squeeze: bool = False) -> Callable:
+    """A reference runner: ``keras.layers.Dense`` fed the same weights — its kernel is ``(in, out)``,
+    the transpose of the canonical ``weight``, and its kernel gradient is transposed back."""
+    import keras
+
+    def run(state, inputs, cotangents, dtype):
+        layer = keras.layers.Dense(out_features, dtype=dtype)
+        layer.build((None, in_features))
+        layer.kernel.assign(state[f"{prefix}weight"].T)
+        layer.bias.assign(state[f"{prefix}bias"])
+        call = (lambda x: layer(x)[..., 0]) if squeeze else layer
+        params = {f"{prefix}weight": layer.kernel, f"{prefix}bias": layer.bias}
+        to_canonical = lambda g: {f"{prefix}weight": g[f"{prefix}weight"].numpy().T, f"{prefix}bias": g[f"{prefix}bias"].numpy()}
+        return run_tf(call, inputs, ("x",), cotangents, params, to_canonical)
+
+    return run

@@ -10,7 +10,6 @@ import itertools
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,8 +20,9 @@ from sklearn.preprocessing import PolynomialFeatures
 from ml100.backends import get_module
 from ml100.checks import dtype_name
 from parity_tests.harness import (
-    TOLERANCES, TREES, Case, assert_no_failures, build_models, check_parity, compare_tensors, gradcheck_numpy,
-    max_errors, run_tf, run_torch, share_weights,
+    Case, TOLERANCES, TREES, assert_no_failures, build_models, check_parity, compare_tensors,
+    gradcheck_numpy, keras_dense_reference, max_errors, share_weights,
+    torch_linear_reference
 )
 
 MODULE = "foundations.linear_regression"
@@ -62,22 +62,8 @@ def module(tree):
 # ---------------------------------------------------------------------------------------------
 # The model: forward and backward through the harness.
 
-def torch_linear(state, inputs, cotangents, dtype):
-    layer = torch.nn.Linear(IN, OUT, dtype=getattr(torch, dtype))
-    layer.load_state_dict({"weight": torch.from_numpy(state["linear.weight"]), "bias": torch.from_numpy(state["linear.bias"])})
-    result = run_torch(layer, inputs, ("x",), cotangents)
-    result.param_grads = {f"linear.{name}": g for name, g in result.param_grads.items()}
-    return result
 
 
-def keras_dense(state, inputs, cotangents, dtype):
-    layer = keras.layers.Dense(OUT, dtype=dtype)
-    layer.build((None, IN))
-    # Keras stores the kernel (in, out): the transpose of the canonical weight.
-    layer.kernel.assign(state["linear.weight"].T)
-    layer.bias.assign(state["linear.bias"])
-    to_canonical = lambda g: {"linear.weight": g["linear.weight"].numpy().T, "linear.bias": g["linear.bias"].numpy()}
-    return run_tf(layer, inputs, ("x",), cotangents, {"linear.weight": layer.kernel, "linear.bias": layer.bias}, to_canonical)
 
 
 def regression_case():
@@ -85,7 +71,8 @@ def regression_case():
         module=MODULE,
         build=lambda m, dtype, rng: m.LinearRegression(IN, OUT, dtype=dtype, rng=rng),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((5, IN)).astype(dtype)},
-        references={"torch.nn.Linear": torch_linear, "keras.layers.Dense": keras_dense},
+        references={"torch.nn.Linear": torch_linear_reference(IN, OUT, "linear."),
+                    "keras.layers.Dense": keras_dense_reference(IN, OUT, "linear.")},
     )
 
 

@@ -7,28 +7,18 @@ import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import TREES, Case, build_models, check_parity, gradcheck_numpy, run_tf, run_torch, run_tree
+from parity_tests.harness import (
+    Case, TREES, build_models, check_parity, gradcheck_numpy, keras_dense_reference, run_tf,
+    run_torch, run_tree, torch_linear_reference
+)
 
 MODULE = "foundations.logistic_regression"
 IN, N, D = 5, 6, 3
 REDUCTIONS = ("none", "mean", "sum")
 
 
-def torch_logistic(state, inputs, cotangents, dtype):
-    layer = torch.nn.Linear(IN, 1, dtype=getattr(torch, dtype))
-    layer.load_state_dict({"weight": torch.from_numpy(state["linear.weight"]), "bias": torch.from_numpy(state["linear.bias"])})
-    params = {"linear.weight": layer.weight, "linear.bias": layer.bias}
-    return run_torch(lambda x: layer(x)[:, 0], inputs, ("x",), cotangents, params=params)
 
 
-def keras_logistic(state, inputs, cotangents, dtype):
-    layer = keras.layers.Dense(1, dtype=dtype)
-    layer.build((None, IN))
-    layer.kernel.assign(state["linear.weight"].T)  # Keras kernels are (in, out)
-    layer.bias.assign(state["linear.bias"])
-    to_canonical = lambda g: {"linear.weight": g["linear.weight"].numpy().T, "linear.bias": g["linear.bias"].numpy()}
-    params = {"linear.weight": layer.kernel, "linear.bias": layer.bias}
-    return run_tf(lambda x: layer(x)[:, 0], inputs, ("x",), cotangents, params, to_canonical)
 
 
 def model_case():
@@ -36,7 +26,8 @@ def model_case():
         module=MODULE,
         build=lambda m, dtype, rng: m.LogisticRegression(IN, dtype=dtype, rng=rng),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((N, IN)).astype(dtype)},
-        references={"torch.nn.Linear": torch_logistic, "keras.layers.Dense": keras_logistic},
+        references={"torch.nn.Linear": torch_linear_reference(IN, 1, "linear.", squeeze=True),
+                    "keras.layers.Dense": keras_dense_reference(IN, 1, "linear.", squeeze=True)},
     )
 
 

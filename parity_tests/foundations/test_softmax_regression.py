@@ -8,8 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_no_failures, build_models, check_parity, compare_results,
-                                  compare_tensors, gradcheck_numpy, run_tf, run_torch, run_tree)
+from parity_tests.harness import (
+    Case, TREES, assert_no_failures, build_models, check_parity, compare_results,
+    compare_tensors, gradcheck_numpy, keras_dense_reference, run_tf, run_torch, run_tree,
+    torch_linear_reference
+)
 
 MODULE = "foundations.softmax_regression"
 IN, N, C = 5, 6, 4
@@ -19,19 +22,8 @@ KERAS_REDUCTIONS = {"none": "none", "mean": "sum_over_batch_size", "sum": "sum"}
 TO_TREE = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}
 
 
-def torch_softmax_regression(state, inputs, cotangents, dtype):
-    layer = torch.nn.Linear(IN, C, dtype=getattr(torch, dtype))
-    layer.load_state_dict({"weight": torch.from_numpy(state["linear.weight"]), "bias": torch.from_numpy(state["linear.bias"])})
-    return run_torch(layer, inputs, ("x",), cotangents, params={"linear.weight": layer.weight, "linear.bias": layer.bias})
 
 
-def keras_softmax_regression(state, inputs, cotangents, dtype):
-    layer = keras.layers.Dense(C, dtype=dtype)
-    layer.build((None, IN))
-    layer.kernel.assign(state["linear.weight"].T)  # Keras kernels are (in, out)
-    layer.bias.assign(state["linear.bias"])
-    to_canonical = lambda g: {"linear.weight": g["linear.weight"].numpy().T, "linear.bias": g["linear.bias"].numpy()}
-    return run_tf(layer, inputs, ("x",), cotangents, {"linear.weight": layer.kernel, "linear.bias": layer.bias}, to_canonical)
 
 
 def model_case():
@@ -39,7 +31,8 @@ def model_case():
         module=MODULE,
         build=lambda m, dtype, rng: m.SoftmaxRegression(IN, C, dtype=dtype, rng=rng),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((N, IN)).astype(dtype)},
-        references={"torch.nn.Linear": torch_softmax_regression, "keras.layers.Dense": keras_softmax_regression},
+        references={"torch.nn.Linear": torch_linear_reference(IN, C, "linear."),
+                    "keras.layers.Dense": keras_dense_reference(IN, C, "linear.")},
     )
 
 
