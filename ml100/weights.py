@@ -25,7 +25,8 @@ def save_weights(path: str | os.PathLike, state: Mapping[str, np.ndarray]) -> No
         value = state[name]
         if not isinstance(value, np.ndarray):
             raise TypeError(f"save_weights: {name!r} must be a numpy.ndarray, got {type(value).__name__}")
-        arrays[name] = np.ascontiguousarray(value)
+        # reshape: np.ascontiguousarray makes 0-d arrays 1-d (a scalar buffer such as num_batches_tracked).
+        arrays[name] = np.ascontiguousarray(value).reshape(value.shape)
     save_file(arrays, os.fspath(path))
 
 

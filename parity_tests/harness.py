@@ -55,6 +55,12 @@ class Case:
     ``run(state, inputs, cotangents, dtype) -> Result``: outside implementations fed the same
     weights, compared like a fourth tree. ``weights(name, shape, dtype, rng)`` may override the
     random draw of a tensor (return ``None`` to keep it).
+
+    ``tf_layouts`` maps an input name to the axis permutation that takes it from the canonical
+    (PyTorch) layout to the TF tree's native one — NCHW -> NHWC is ``(0, 2, 3, 1)``;
+    ``tf_output_layouts`` maps an output index to its permutation likewise. The harness feeds the
+    TF tree permuted inputs and permutes the named outputs back (see :func:`tf_layout_call`), so
+    every tree is compared in the canonical layout, input gradients included.
     """
 
     module: str
@@ -64,6 +70,8 @@ class Case:
     references: dict[str, Callable] = field(default_factory=dict)
     weights: Callable[[str, tuple, str, np.random.Generator], np.ndarray | None] | None = None
     seed: int = 0
+    tf_layouts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    tf_output_layouts: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def as_list(outputs) -> list:
@@ -129,12 +137,34 @@ def run_tf(call, inputs: dict, differentiable, cotangents, params: dict, to_cano
     )
 
 
-def run_tree(tree: str, model, inputs, differentiable, cotangents) -> Result:
+def tf_layout_call(call: Callable, names, tf_layouts: dict, tf_output_layouts: dict) -> Callable:
+    """``call`` that works in TF-native layouts, seen from outside in canonical ones.
+
+    Each input (positional, named by ``names``) listed in ``tf_layouts`` is transposed by its
+    permutation before ``call``; each output index listed in ``tf_output_layouts`` is transposed
+    back by the inverse permutation. The transposes run under the tape, so the input gradients
+    ``run_tf`` returns are canonical too.
+    """
+    if not tf_layouts and not tf_output_layouts:
+        return call
+
+    def wrapped(*tensors):
+        native = [tf.transpose(t, tf_layouts[name]) if name in tf_layouts else t for name, t in zip(names, tensors)]
+        outputs = as_list(call(*native))
+        return [tf.transpose(out, np.argsort(tf_output_layouts[i])) if i in tf_output_layouts else out
+                for i, out in enumerate(outputs)]
+
+    return wrapped
+
+
+def run_tree(tree: str, model, inputs, differentiable, cotangents, tf_layouts=None, tf_output_layouts=None) -> Result:
+    """One tree's result; ``tf_layouts``/``tf_output_layouts`` as in :class:`Case` (TF tree only)."""
     if tree == "numpy":
         return run_numpy(model, inputs, differentiable, cotangents)
     if tree == "torch":
         return run_torch(model, inputs, differentiable, cotangents)
-    return run_tf(model, inputs, differentiable, cotangents, dict(model.named_parameters()), model.canonical_grads)
+    call = tf_layout_call(model, list(inputs), tf_layouts or {}, tf_output_layouts or {})
+    return run_tf(call, inputs, differentiable, cotangents, dict(model.named_parameters()), model.canonical_grads)
 
 
 def max_errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -208,7 +238,8 @@ def check_parity(case: Case, dtype: str) -> dict[str, Result]:
     inputs = case.inputs(dtype, rng)
     outputs = as_list(models["numpy"].forward(*inputs.values()))
     cotangents = [rng.standard_normal(np.shape(out)).astype(dtype) for out in outputs]
-    results = {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents) for tree in TREES}
+    results = {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents, case.tf_layouts,
+                              case.tf_output_layouts) for tree in TREES}
     for name, reference in case.references.items():
         results[name] = reference(state, inputs, cotangents, dtype)
     assert_no_failures(compare_results(results, dtype), f"parity of {case.module} ({dtype})")

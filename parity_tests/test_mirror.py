@@ -21,6 +21,7 @@ TREE_SPECIFIC_NAMES = {
     ("module", "Layout"): "only TF stores weights in a non-canonical (native) layout",
     ("module", "SAME"): "only TF stores weights in a non-canonical (native) layout",
     ("module", "TRANSPOSED"): "only TF stores weights in a non-canonical (native) layout",
+    ("module", "HWIO"): "only TF stores weights in a non-canonical (native) layout",
 }
 #: Methods only the NumPy tree has: there is no autograd, so the backward pass is written out.
 NUMPY_ONLY_METHODS = {"backward", "derivative", "named_grads", "zero_grad"}

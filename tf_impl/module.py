@@ -36,6 +36,8 @@ class Layout:
 SAME = Layout(lambda a: a, lambda a: a)
 #: Dense kernels: canonical ``(out, in)``, native ``(in, out)``.
 TRANSPOSED = Layout(lambda a: a.T, lambda a: a.T)
+#: Conv kernels: canonical OIHW ``(out, in, kh, kw)``, native HWIO ``(kh, kw, in, out)``.
+HWIO = Layout(lambda a: np.transpose(a, (2, 3, 1, 0)), lambda a: np.transpose(a, (3, 2, 0, 1)))
 
 
 class Module(tf.Module):

@@ -1,0 +1,206 @@
+"""Day 14: LayerNorm, RMSNorm and GroupNorm in three trees, against ``torch.nn`` and Keras.
+
+The TF tree's GroupNorm (and Keras' ``GroupNormalization``) take channels-last input: the case's
+``tf_layouts`` moves the canonical NCHW input to NHWC and the output back, so inputs, outputs and
+input gradients are compared in NCHW everywhere.
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+
+from ml100.backends import BACKENDS, get_module
+from parity_tests.harness import Case, check_parity, gradcheck_numpy, run_tf, run_torch, tf_layout_call
+
+MODULE = "foundations.normalization"
+TREES = tuple(BACKENDS)
+TO_TREE = {"numpy": lambda a: a, "torch": torch.from_numpy, "tf": tf.constant}
+# Epsilons that differ from every framework default, so a forgotten argument shows up as a mismatch.
+LN_EPS, RMS_EPS, GN_EPS = 1e-4, 1e-3, 2e-4
+
+
+def channels_last(ndim):
+    """The permutation NC* -> N*C, e.g. (0, 2, 3, 1) for 4-D."""
+    return (0, *range(2, ndim), 1)
+
+
+def inputs_of(shape):
+    # Offset and scaled so the mean and variance being removed are far from 0 and 1.
+    return lambda dtype, rng: {"x": (1.5 * rng.standard_normal(shape) + 0.7).astype(dtype)}
+
+
+def torch_reference(make):
+    """A ``torch.nn`` layer built by ``make(dtype)`` and fed the canonical state (its names are ours)."""
+    def run(state, inputs, cotangents, dtype):
+        layer = make(getattr(torch, dtype))
+        layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+        return run_torch(layer, inputs, ("x",), cotangents)
+
+    return run
+
+
+def keras_reference(make, names, x_shape, layout=None):
+    """A Keras layer built by ``make(dtype)`` on ``x_shape`` (its native layout); ``names`` maps our
+    canonical names to its weight attributes (``weight`` -> ``gamma``); ``layout`` as ``Case.tf_layouts``."""
+    def run(state, inputs, cotangents, dtype):
+        layer = make(dtype)
+        native_shape = x_shape if layout is None else tuple(x_shape[i] for i in layout)
+        layer.build(native_shape)
+        params = {ours: getattr(layer, theirs) for ours, theirs in names.items()}
+        for ours, variable in params.items():
+            variable.assign(state[ours])
+        call = tf_layout_call(layer, ["x"], {"x": layout} if layout else {}, {0: layout} if layout else {})
+        return run_tf(call, inputs, ("x",), cotangents, params, lambda g: {k: v.numpy() for k, v in g.items()})
+
+    return run
+
+
+def layer_norm_case(shape, normalized_shape):
+    k = len(normalized_shape)
+    axis = -1 if k == 1 else tuple(range(-k, 0))
+    return Case(
+        module=MODULE,
+        build=lambda m, dtype, rng: m.LayerNorm(normalized_shape, eps=LN_EPS, dtype=dtype),
+        inputs=inputs_of(shape),
+        references={
+            "torch.nn.LayerNorm": torch_reference(lambda dt: torch.nn.LayerNorm(normalized_shape, eps=LN_EPS, dtype=dt)),
+            # Keras' default epsilon is 1e-3 and its axis -1: both set.
+            "keras.layers.LayerNormalization": keras_reference(
+                lambda dt: keras.layers.LayerNormalization(axis=axis, epsilon=LN_EPS, dtype=dt),
+                {"weight": "gamma", "bias": "beta"}, shape),
+        },
+    )
+
+
+def rms_norm_case(shape, normalized_shape):
+    k = len(normalized_shape)
+    axis = -1 if k == 1 else tuple(range(-k, 0))
+    return Case(
+        module=MODULE,
+        build=lambda m, dtype, rng: m.RMSNorm(normalized_shape, eps=RMS_EPS, dtype=dtype),
+        inputs=inputs_of(shape),
+        references={
+            # torch's default eps=None would be finfo(dtype).eps: set explicitly.
+            "torch.nn.RMSNorm": torch_reference(lambda dt: torch.nn.RMSNorm(normalized_shape, eps=RMS_EPS, dtype=dt)),
+            # Not LayerNormalization(rms_scaling=True): see test_keras_rms_scaling_is_not_rmsnorm.
+            "keras.layers.RMSNormalization": keras_reference(
+                lambda dt: keras.layers.RMSNormalization(axis=axis, epsilon=RMS_EPS, dtype=dt), {"weight": "scale"}, shape),
+        },
+    )
+
+
+def group_norm_case(groups, shape):
+    channels, layout = shape[1], channels_last(len(shape))
+    return Case(
+        module=MODULE,
+        build=lambda m, dtype, rng: m.GroupNorm(groups, channels, eps=GN_EPS, dtype=dtype),
+        inputs=inputs_of(shape),
+        tf_layouts={"x": layout},
+        tf_output_layouts={0: layout},
+        references={
+            "torch.nn.GroupNorm": torch_reference(lambda dt: torch.nn.GroupNorm(groups, channels, eps=GN_EPS, dtype=dt)),
+            "keras.layers.GroupNormalization": keras_reference(
+                lambda dt: keras.layers.GroupNormalization(groups=groups, axis=-1, epsilon=GN_EPS, dtype=dt),
+                {"weight": "gamma", "bias": "beta"}, shape, layout),
+        },
+    )
+
+
+CASES = {
+    "LayerNorm-last1": lambda: layer_norm_case((4, 6), (6,)),
+    "LayerNorm-last2": lambda: layer_norm_case((2, 3, 4, 5), (4, 5)),
+    "RMSNorm-last1": lambda: rms_norm_case((4, 6), (6,)),
+    "RMSNorm-last2": lambda: rms_norm_case((2, 3, 4), (3, 4)),
+    "GroupNorm-G1": lambda: group_norm_case(1, (2, 6, 3, 2)),
+    "GroupNorm-G2": lambda: group_norm_case(2, (2, 6, 3, 2)),
+    "GroupNorm-GC": lambda: group_norm_case(6, (2, 6, 3, 2)),
+    "GroupNorm-1d": lambda: group_norm_case(2, (3, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", CASES)
+def test_normalization_parity(name, dtype):
+    check_parity(CASES[name](), dtype)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_normalization_gradcheck(name):
+    gradcheck_numpy(CASES[name]())
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_without_affine_parameters(tree):
+    """``elementwise_affine=False`` / ``affine=False`` / ``bias=False``: fewer canonical names, same output."""
+    m = get_module(tree, MODULE)
+    assert set(m.LayerNorm(6, elementwise_affine=False).canonical_state_dict()) == set()
+    assert set(m.LayerNorm(6, bias=False).canonical_state_dict()) == {"weight"}
+    assert set(m.RMSNorm(6, elementwise_affine=False).canonical_state_dict()) == set()
+    assert set(m.GroupNorm(2, 6, affine=False).canonical_state_dict()) == set()
+    x = np.random.default_rng(0).standard_normal((3, 6))
+    y = np.asarray(m.LayerNorm(6, elementwise_affine=False, dtype="float64")(TO_TREE[tree](x)))
+    np.testing.assert_allclose(y, torch.nn.functional.layer_norm(torch.from_numpy(x), (6,)).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_numpy_backward_without_affine_parameters():
+    for name, build in {"LayerNorm": lambda m, d, r: m.LayerNorm((3, 4), elementwise_affine=False, dtype=d),
+                        "RMSNorm": lambda m, d, r: m.RMSNorm(4, elementwise_affine=False, dtype=d),
+                        "GroupNorm": lambda m, d, r: m.GroupNorm(2, 4, affine=False, dtype=d)}.items():
+        gradcheck_numpy(Case(module=MODULE, build=build, inputs=inputs_of((2, 4, 3, 4) if name != "GroupNorm" else (2, 4, 3))))
+
+
+def test_keras_rms_scaling_is_not_rmsnorm():
+    """``keras.layers.LayerNormalization(rms_scaling=True)`` divides by ``sqrt(var + eps)`` — the
+    *centered* variance — without subtracting the mean: ``x * rsqrt(var(x) + eps) * gamma``. That
+    is RMSNorm only when the input's mean over the axis is 0; ``keras.layers.RMSNormalization``
+    (``x * rsqrt(mean(x**2) + eps) * scale``) is the RMSNorm reference."""
+    rng = np.random.default_rng(0)
+    x = 1.5 * rng.standard_normal((4, 6)) + 0.7
+    gamma = rng.uniform(-1, 1, 6)
+    # Keras itself now says so: the argument is deprecated with exactly this explanation.
+    with pytest.warns(UserWarning, match="incorrectly scales the input by the variance"):
+        layer = keras.layers.LayerNormalization(epsilon=RMS_EPS, rms_scaling=True, dtype="float64")
+    layer.build(x.shape)
+    layer.gamma.assign(gamma)
+    with pytest.warns(UserWarning, match="rms_scaling"):
+        on_raw, on_centered = layer(x).numpy(), layer(x - x.mean(axis=-1, keepdims=True)).numpy()
+    var = x.var(axis=-1, keepdims=True)
+    np.testing.assert_allclose(on_raw, x / np.sqrt(var + RMS_EPS) * gamma, rtol=1e-12)
+    ours = get_module("numpy", MODULE).RMSNorm(6, eps=RMS_EPS, dtype="float64")
+    ours.load_canonical_state_dict({"weight": gamma})
+    assert not np.allclose(on_raw, ours(x), rtol=1e-3)
+    np.testing.assert_allclose(on_centered, ours(x - x.mean(axis=-1, keepdims=True)), rtol=1e-12)
+
+
+def test_torch_rmsnorm_default_eps_is_machine_epsilon():
+    """``torch.nn.RMSNorm(eps=None)`` uses ``torch.finfo(x.dtype).eps`` (2**-23 in float32, 2**-52 in
+    float64): a dtype-dependent model. Ours takes an explicit eps (default 1e-6, Keras')."""
+    x = np.random.default_rng(0).standard_normal((3, 5)) * 1e-4
+    ours = get_module("numpy", MODULE)
+    for dtype in ("float32", "float64"):
+        xd = x.astype(dtype)
+        expected = ours.RMSNorm(5, eps=float(np.finfo(dtype).eps), dtype=dtype)(xd)
+        got = torch.nn.RMSNorm(5, dtype=getattr(torch, dtype))(torch.from_numpy(xd)).detach().numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_bad_input_gives_clear_errors(tree):
+    m, to = get_module(tree, MODULE), TO_TREE[tree]
+    x = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"LayerNorm: x must have shape \(\.\.\., 3, 5\), got \(2, 3, 4\)"):
+        m.LayerNorm((3, 5))(to(x))
+    with pytest.raises(ValueError, match=r"RMSNorm: x must have shape \(\.\.\., 5\), got \(2, 3, 4\)"):
+        m.RMSNorm(5)(to(x))
+    with pytest.raises(ValueError, match=r"LayerNorm: x must have shape \(\.\.\., 2, 3, 4, 5\), got \(2, 3, 4\)"):
+        m.LayerNorm((2, 3, 4, 5))(to(x))
+    for layer in (m.LayerNorm(4), m.RMSNorm(4)):
+        with pytest.raises(TypeError, match="x must have dtype float32, got float64"):
+            layer(to(x.astype(np.float64)))
+    with pytest.raises(ValueError, match=r"GroupNorm: num_channels \(6\) must be divisible by num_groups \(4\)"):
+        m.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match=r"GroupNorm: x must have shape .*6.* got \(2, 3, 4\)"):
+        m.GroupNorm(2, 6)(to(x))
+    with pytest.raises(TypeError, match="GroupNorm: x must have dtype float64, got float32"):
+        m.GroupNorm(2, 4, dtype="float64")(to(np.zeros((2, 4, 4), np.float32)))

@@ -1,0 +1,119 @@
+r"""Day 15: 2-D convolution by im2col — stride, padding (symmetric and TF's "same"), dilation, groups.
+
+A convolution slides a ``(C_in/G, k_h, k_w)`` filter over the image; each output pixel is a dot
+product between the filter and the patch under it (LeCun et al., 1989; the im2col formulation
+is Chellapilla, Puri & Simard, 2006):
+
+.. math::  y_{n,o,i,j} = b_o + \sum_{c,u,v} W_{o,c,u,v}\; x_{n,\,c + gC_g,\; i s + u d - p_t,\; j s + v d - p_l}
+
+**im2col** copies every patch into a column, so the whole layer becomes one matrix product:
+``cols`` has shape ``(G, C_g k_h k_w, N H_o W_o)`` and ``y = W cols`` with ``W`` reshaped to
+``(G, O_g, C_g k_h k_w)``. The backward is two more products and the inverse gather, **col2im**:
+
+.. math::  \frac{\partial L}{\partial W} = G_y\,\text{cols}^\top,\qquad
+           \frac{\partial L}{\partial\,\text{cols}} = W^\top G_y,\qquad
+           \frac{\partial L}{\partial x} = \text{col2im}\Big(\frac{\partial L}{\partial\,\text{cols}}\Big)
+
+where col2im *adds* each column entry back at the pixel it was copied from (overlapping patches
+accumulate). Here ``tf.image.extract_patches`` is im2col and the tape derives the rest — the
+convolution itself is the matrix product below, never ``tf.nn.conv2d``. Output size: :math:`H_o = \lfloor (H + p_t + p_b - d(k-1) - 1)/s \rfloor + 1`.
+
+Padding ``"same"`` follows TensorFlow: the total padding :math:`\max((\lceil H/s\rceil-1)s + d(k-1)+1-H, 0)`
+is split with the extra pixel at the bottom/right — at stride 2 on an even size that is (0, 1),
+which PyTorch's symmetric ``padding=1`` is not. ``"valid"`` means no padding.
+
+Layout: TF on CPU wants channels-last, so this tree takes **NHWC** images and keeps the kernel
+**HWIO** ``(kh, kw, in/groups, out)`` as ``tf.nn.conv2d`` and Keras do; the canonical ``weight`` is
+OIHW, converted at the edge (``Layout HWIO``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from ml100.checks import check_input
+
+from ..module import HWIO, Module
+from . import init
+
+#: Padding keywords; anything else is an int or a (height, width) pair, applied symmetrically.
+PADDING_MODES = ("same", "valid")
+
+
+def pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of non-negative ints -> (height, width)."""
+    values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in values):
+        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+def conv_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) for an int, a pair, ``"valid"`` or TF's ``"same"``."""
+    if isinstance(padding, str):
+        if padding not in PADDING_MODES:
+            raise ValueError(f"padding must be an int, a pair or one of {PADDING_MODES}, got {padding!r}")
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        out = []
+        for n, k, s, d in zip(size, kernel, stride, dilation):
+            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            # TF puts the odd pixel after the image: (0, 1) at stride 2 on an even size.
+            out.append((total // 2, total - total // 2))
+        return out[0], out[1]
+    ph, pw = pair(padding, "padding")
+    return (ph, ph), (pw, pw)
+
+
+def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int, dilation: int) -> int:
+    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Conv2d(Module):
+    """2-D convolution on NHWC input; canonical ``weight`` ``(out, in/groups, kh, kw)``, ``bias`` ``(out,)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, dtype="float32", rng: np.random.Generator | None = None):
+        super().__init__(dtype)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        rng = np.random.default_rng() if rng is None else rng
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(dilation, "dilation")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
+            raise ValueError("kernel_size, stride and dilation must be positive")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
+        conv_padding(self.padding, (1, 1), self.kernel_size, self.stride, self.dilation)  # validates the keyword
+        shape = (out_channels, in_channels // groups, *self.kernel_size)
+        # PyTorch's default: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        weight = init.kaiming_uniform(shape, rng, a=math.sqrt(5.0), dtype=dtype)
+        self.kernel = self.add_param("weight", tf.transpose(weight, (2, 3, 1, 0)), layout=HWIO)  # (kh, kw, Cg, O)
+        self.bias = self.add_param("bias", init.uniform((out_channels,), rng, 1.0 / math.sqrt(init.compute_fans(shape)[0]), dtype)) if bias else None
+
+    def forward(self, x: tf.Tensor) -> tf.Tensor:
+        check_input("Conv2d", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
+        if x.shape[3] != self.in_channels:
+            raise ValueError(f"Conv2d: x must have {self.in_channels} channels (N, H, W, C), got shape {tuple(x.shape)}")
+        n, h, w, _ = x.shape
+        pads = conv_padding(self.padding, (h, w), self.kernel_size, self.stride, self.dilation)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        ho, wo = conv_output_size(h, pads[0], kh, sh, dh), conv_output_size(w, pads[1], kw, sw, dw)
+        if ho < 1 or wo < 1:
+            raise ValueError(f"Conv2d: input {h}x{w} is smaller than the dilated kernel after padding")
+        x_pad = tf.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])  # (N, Hp, Wp, C)
+        g, cg = self.groups, self.in_channels // self.groups
+        # im2col: the patch of each output pixel, flattened in (u, v, c) order like the HWIO kernel.
+        patches = tf.image.extract_patches(x_pad, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1],
+                                           rates=[1, dh, dw, 1], padding="VALID")  # (N, Ho, Wo, kh*kw*C)
+        # Split the channels into groups and bring the group axis first: one matrix product per group.
+        cols = tf.transpose(tf.reshape(patches, (n, ho, wo, kh, kw, g, cg)), (5, 0, 1, 2, 3, 4, 6))  # (G, N, Ho, Wo, kh, kw, Cg)
+        cols = tf.reshape(cols, (g, n * ho * wo, kh * kw * cg))  # (G, N*Ho*Wo, kh*kw*Cg)
+        kernel = tf.transpose(tf.reshape(self.kernel, (kh * kw * cg, g, self.out_channels // g)), (1, 0, 2))  # (G, kh*kw*Cg, Og)
+        y = tf.transpose(cols @ kernel, (1, 0, 2))  # (N*Ho*Wo, G, Og)
+        y = tf.reshape(y, (n, ho, wo, self.out_channels))  # (N, Ho, Wo, O)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
