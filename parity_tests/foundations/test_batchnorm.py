@@ -1,0 +1,257 @@
+"""Day 13: batch normalization in three trees, against ``torch.nn.BatchNorm1d/2d`` and
+``keras.layers.BatchNormalization``.
+
+The TF tree is channels-last: ``BatchNorm2d`` takes NHWC, so its cases set ``tf_layouts`` and the
+harness transposes inputs, outputs and input gradients between NCHW and NHWC. Running statistics
+(buffers) are compared here after several training steps, not by the harness.
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+
+from ml100.backends import get_module
+from parity_tests.harness import (TREES, Case, assert_no_failures, check_parity, compare_tensors, gradcheck_numpy,
+                                  random_weights, run_tf, run_torch, tf_layout_call)
+
+MODULE = "foundations.batchnorm"
+C = 3
+#: Input shapes (canonical, channels on axis 1): few values, but several positions per channel.
+SHAPES = {"BatchNorm1d": (6, C), "BatchNorm2d": (2, C, 3, 2)}
+#: NCHW -> NHWC for the TF tree's images; (N, C) features need no permutation.
+TO_TF = {"BatchNorm1d": None, "BatchNorm2d": (0, 2, 3, 1)}
+EPS, MOMENTUM = 1e-5, 0.1
+
+
+def bn_weights(name, shape, dtype, rng):
+    """A variance must be positive; a non-zero batch count shows the counter is carried over."""
+    if name == "running_var":
+        return rng.uniform(0.5, 2.0, size=shape).astype(dtype)
+    if name == "num_batches_tracked":
+        return np.array(7, dtype=np.int64)
+    return None
+
+
+def bn_inputs(cls, shape=None):
+    # Off-centre and not unit-scale, so normalizing actually does something.
+    return lambda dtype, rng: {"x": (2.0 * rng.standard_normal(shape or SHAPES[cls]) + 0.5).astype(dtype)}
+
+
+def torch_reference(cls, train, **kwargs):
+    """``torch.nn.BatchNorm1d/2d`` loaded with the canonical state (every key is torch's own)."""
+    def run(state, inputs, cotangents, dtype):
+        layer = getattr(torch.nn, cls)(C, eps=EPS, momentum=MOMENTUM, dtype=getattr(torch, dtype), **kwargs)
+        layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+        layer.train(train)
+        return run_torch(layer, inputs, ("x",), cotangents, params=dict(layer.named_parameters()))
+
+    return run
+
+
+def keras_layer(cls, state, dtype):
+    """``keras.layers.BatchNormalization`` (channels-last) with the same state: Keras' ``momentum``
+    is the weight of the OLD value, 1 − torch's."""
+    layer = keras.layers.BatchNormalization(axis=-1, momentum=1.0 - MOMENTUM, epsilon=EPS, dtype=dtype)
+    shape = SHAPES[cls]
+    layer.build((None, *shape[2:], C))
+    layer.gamma.assign(state["weight"])
+    layer.beta.assign(state["bias"])
+    layer.moving_mean.assign(state["running_mean"])
+    layer.moving_variance.assign(state["running_var"])
+    return layer
+
+
+def keras_reference(cls, train):
+    def run(state, inputs, cotangents, dtype):
+        layer = keras_layer(cls, state, dtype)
+        layouts = {"x": TO_TF[cls]} if TO_TF[cls] else {}
+        call = tf_layout_call(lambda x: layer(x, training=train), list(inputs), layouts, {0: TO_TF[cls]} if layouts else {})
+        params = {"weight": layer.gamma, "bias": layer.beta}
+        return run_tf(call, inputs, ("x",), cotangents, params, lambda g: {k: v.numpy() for k, v in g.items()})
+
+    return run
+
+
+def bn_case(cls, train, **kwargs):
+    references = {f"torch.nn.{cls}": torch_reference(cls, train, **kwargs)}
+    if not kwargs:
+        references["keras.layers.BatchNormalization"] = keras_reference(cls, train)
+    layouts = {"x": TO_TF[cls]} if TO_TF[cls] else {}
+    return Case(
+        module=MODULE,
+        build=lambda m, dtype, rng: getattr(m, cls)(C, eps=EPS, momentum=MOMENTUM, dtype=dtype, **kwargs).train(train),
+        inputs=bn_inputs(cls),
+        references=references,
+        weights=bn_weights,
+        tf_layouts=layouts,
+        tf_output_layouts={0: TO_TF[cls]} if layouts else {},
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_batchnorm_parity(cls, train, dtype):
+    check_parity(bn_case(cls, train), dtype)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_batchnorm_without_affine_or_running_stats(train):
+    """``affine=False, track_running_stats=False``: no parameters, no buffers, and batch statistics
+    even in eval mode (there is nothing else to normalize with), as in torch."""
+    check_parity(bn_case("BatchNorm2d", train, affine=False, track_running_stats=False), "float64")
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_batchnorm_gradcheck(cls, train):
+    gradcheck_numpy(bn_case(cls, train))
+
+
+def to_tree(tree, cls, x):
+    """A canonical (NCHW) batch as the tree's forward takes it."""
+    if tree == "numpy":
+        return x
+    if tree == "torch":
+        return torch.from_numpy(x)
+    return tf.constant(np.transpose(x, TO_TF[cls]) if TO_TF[cls] else x)
+
+
+def train_steps(cls, dtype, steps=3):
+    """Three training forwards on different batches in every tree, torch.nn and Keras, all from one
+    state; returns the final states (canonical names; Keras' under its own) and the batches."""
+    models = {tree: getattr(get_module(tree, MODULE), cls)(C, eps=EPS, momentum=MOMENTUM, dtype=dtype) for tree in TREES}
+    state = random_weights(models["numpy"].canonical_state_dict(), np.random.default_rng(1), bn_weights)
+    for model in models.values():
+        model.load_canonical_state_dict(state)
+    reference = getattr(torch.nn, cls)(C, eps=EPS, momentum=MOMENTUM, dtype=getattr(torch, dtype))
+    reference.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    keras_bn = keras_layer(cls, state, dtype)
+    rng = np.random.default_rng(2)
+    batches = [bn_inputs(cls)(dtype, rng)["x"] * (step + 1) for step in range(steps)]
+    for x in batches:
+        for tree, model in models.items():
+            model(to_tree(tree, cls, x))
+        reference(torch.from_numpy(x))
+        keras_bn(to_tree("tf", cls, x), training=True)
+    finals = {tree: model.canonical_state_dict() for tree, model in models.items()}
+    finals[f"torch.nn.{cls}"] = {name: value.detach().numpy() for name, value in reference.state_dict().items()}
+    keras_state = {"running_mean": keras_bn.moving_mean.numpy(), "running_var": keras_bn.moving_variance.numpy()}
+    return state, finals, keras_state, batches
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_running_stats_after_several_steps(cls, dtype):
+    """After 3 training steps every tree's running_mean, running_var and num_batches_tracked equal
+    torch's (and each other's), and Keras' moving mean equals them too."""
+    state, finals, keras_state, batches = train_steps(cls, dtype)
+    failures = []
+    names = list(finals)
+    for a, b in zip(names, names[1:]):
+        assert finals[a].keys() == finals[b].keys(), f"state names differ: {a} {sorted(finals[a])} vs {b} {sorted(finals[b])}"
+        for name in finals[a]:
+            if name == "num_batches_tracked":
+                if finals[a][name] != finals[b][name]:
+                    failures.append(f"num_batches_tracked [{a} vs {b}]: {finals[a][name]} vs {finals[b][name]}")
+            else:
+                compare_tensors(name, f"{a} vs {b}", finals[a][name], finals[b][name], dtype, failures)
+    compare_tensors("running_mean", "numpy vs keras", finals["numpy"]["running_mean"], keras_state["running_mean"], dtype, failures)
+    assert_no_failures(failures, f"running statistics of {cls} ({dtype})")
+    for final in finals.values():
+        assert final["num_batches_tracked"].dtype == np.int64 and final["num_batches_tracked"].shape == ()
+        assert int(final["num_batches_tracked"]) == 7 + len(batches)
+
+
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_keras_moving_variance_is_biased(cls):
+    """Keras updates its moving variance with the BIASED batch variance σ² (divide by n), torch
+    (and all three trees) with the UNBIASED one n/(n−1)·σ² — the same normalization in training,
+    different running statistics and therefore different eval outputs. Proven exactly: after
+    3 steps from the same r₀, both follow r ← 0.9 r + 0.1 s, with s = σ² for Keras and
+    s = n/(n−1)·σ² for torch, and after ONE step (ours − 0.9 r₀)/(Keras − 0.9 r₀) = n/(n−1)."""
+    dtype = "float64"
+    state, finals, keras_state, batches = train_steps(cls, dtype)
+    axes = tuple(a for a in range(batches[0].ndim) if a != 1)
+    n = batches[0].size // C
+    ours, keras_var = state["running_var"].copy(), state["running_var"].copy()
+    for x in batches:
+        biased = x.var(axis=axes)  # (C,)
+        ours = (1 - MOMENTUM) * ours + MOMENTUM * biased * n / (n - 1)
+        keras_var = (1 - MOMENTUM) * keras_var + MOMENTUM * biased
+    np.testing.assert_allclose(finals["numpy"]["running_var"], ours, rtol=1e-12)
+    np.testing.assert_allclose(keras_state["running_var"], keras_var, rtol=1e-12)
+    # The difference is real (not rounding): well above the float64 tolerance.
+    assert np.max(np.abs(ours - keras_var) / np.abs(ours)) > 1e-3
+
+    _, one, keras_one, _ = train_steps(cls, dtype, steps=1)
+    r0 = (1 - MOMENTUM) * state["running_var"]
+    ratio = (one["numpy"]["running_var"] - r0) / (keras_one["running_var"] - r0)
+    np.testing.assert_allclose(ratio, np.full(C, n / (n - 1)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_state_dict_is_torchs(cls):
+    """Keys, shapes and dtypes are ``torch.nn.BatchNorm*d``'s (so torchvision checkpoints load), with
+    and without ``affine``/``track_running_stats``; a torch state dict loads into every tree."""
+    for kwargs in ({}, {"affine": False}, {"track_running_stats": False}):
+        expected = {name: (tuple(t.shape), str(t.dtype).replace("torch.", ""))
+                    for name, t in getattr(torch.nn, cls)(C, **kwargs).state_dict().items()}
+        for tree in TREES:
+            model = getattr(get_module(tree, MODULE), cls)(C, **kwargs)
+            got = {name: (v.shape, v.dtype.name) for name, v in model.canonical_state_dict().items()}
+            assert list(got) == list(expected), f"{tree} {kwargs}: {list(got)} vs {list(expected)}"
+            assert got == expected, f"{tree} {kwargs}: {got} vs {expected}"
+    trained = getattr(torch.nn, cls)(C)
+    trained(torch.randn(SHAPES[cls]) * 3 + 1)
+    torch_state = {name: t.numpy() for name, t in trained.state_dict().items()}
+    for tree in TREES:
+        model = getattr(get_module(tree, MODULE), cls)(C)
+        model.load_canonical_state_dict(torch_state)
+        for name, value in model.canonical_state_dict().items():
+            np.testing.assert_array_equal(value, torch_state[name], err_msg=f"{tree} {name}")
+
+
+def test_defaults_match_torch():
+    """Fresh layers: γ = 1, β = 0, running mean 0, running variance 1, no batches tracked."""
+    expected = {name: t.numpy() for name, t in torch.nn.BatchNorm2d(C).state_dict().items()}
+    for tree in TREES:
+        got = get_module(tree, MODULE).BatchNorm2d(C).canonical_state_dict()
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{tree} {name}")
+
+
+BAD_INPUTS = {
+    # (class, canonical shape, dtype, exception, message fragment)
+    "wrong channel count": ("BatchNorm2d", (2, C + 1, 3, 2), "float32", ValueError, "channels"),
+    "wrong ndim 2d": ("BatchNorm2d", (2, C, 3), "float32", ValueError, "dimensions"),
+    "wrong ndim 1d": ("BatchNorm1d", (2, C, 4), "float32", ValueError, "dimensions"),
+    "wrong dtype": ("BatchNorm1d", (4, C), "float64", TypeError, "dtype float32"),
+    "one value per channel": ("BatchNorm1d", (1, C), "float32", ValueError, "more than 1 value per channel"),
+}
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("what", list(BAD_INPUTS))
+def test_bad_input_is_a_clear_error(what, tree):
+    cls, shape, dtype, error, fragment = BAD_INPUTS[what]
+    layer = getattr(get_module(tree, MODULE), cls)(C, dtype="float32")
+    x = np.ones(shape, dtype=dtype)
+    if tree == "tf" and len(shape) == 4:
+        x = np.transpose(x, (0, 2, 3, 1))
+    with pytest.raises(error, match=fragment):
+        layer(x if tree == "numpy" else (torch.from_numpy(x) if tree == "torch" else tf.constant(x)))
+
+
+def test_scalar_buffer_survives_the_weights_file(tmp_path):
+    """``num_batches_tracked`` is 0-d; ``save_weights`` once wrote it as shape ``(1,)`` because
+    ``np.ascontiguousarray`` promotes 0-d arrays to 1-d, and the strict load then refused it."""
+    from ml100.weights import load_weights, save_weights
+
+    state = get_module("numpy", MODULE).BatchNorm2d(C).canonical_state_dict()
+    save_weights(tmp_path / "bn.safetensors", state)
+    loaded = load_weights(tmp_path / "bn.safetensors")
+    assert loaded["num_batches_tracked"].shape == () and loaded["num_batches_tracked"].dtype == np.int64
+    for tree in TREES:
+        getattr(get_module(tree, MODULE), "BatchNorm2d")(C).load_canonical_state_dict(loaded)
