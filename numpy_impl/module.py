@@ -112,3 +112,18 @@ class ModuleList(Module):
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+class Sequential(ModuleList):
+    """Submodules applied in order, named ``0``, ``1``, … as in ``torch.nn.Sequential``."""
+
+    def forward(self, x):
+        for module in self.items:
+            x = module(x)
+        return x
+
+    def backward(self, grad_out):
+        # The chain rule in reverse order: each module hands its input gradient to the one before.
+        for module in reversed(self.items):
+            grad_out = module.backward(grad_out)
+        return grad_out

@@ -153,3 +153,12 @@ class ModuleList(Module):
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+class Sequential(ModuleList):
+    """Submodules applied in order, named ``0``, ``1``, … as in ``torch.nn.Sequential``."""
+
+    def forward(self, x):
+        for module in self.items:
+            x = module(x)
+        return x

@@ -52,3 +52,10 @@ class ModuleList(nn.ModuleList):
 
     def __init__(self, modules):
         super().__init__(modules)
+
+
+class Sequential(nn.Sequential):
+    """Submodules applied in order, named ``0``, ``1``, …: torch's own container, with the trees' signature."""
+
+    def __init__(self, modules):
+        super().__init__(*modules)
