@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ml100.backends import BACKENDS, get_module
 from ml100.data import load_digits_split
-from ml100.weights import load_weights, save_weights
+from ml100.runs import report_comparison, shared_initial_weights, training_progress
 
 IN_FEATURES, NUM_CLASSES = 64, 10
 
@@ -42,19 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def initial_weights(args) -> dict[str, np.ndarray]:
-    """The canonical starting point: drawn by the NumPy model from ``--seed`` (or read from ``--weights``),
-    then written to and read back from a safetensors file, exactly as every backend would share it."""
-    if args.weights:
-        return load_weights(args.weights)
-    model = get_module("numpy", "foundations.mlp").MLP(
-        IN_FEATURES, args.hidden, NUM_CLASSES, dtype=args.dtype, rng=np.random.default_rng(args.seed))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mlp_init.safetensors"
-        save_weights(path, model.canonical_state_dict())
-        return load_weights(path)
-
-
 def make_trainer(backend: str, args, state: dict[str, np.ndarray]):
     """The same four objects in every tree: model, loss, optimizer, trainer."""
     model = get_module(backend, "foundations.mlp").MLP(IN_FEATURES, args.hidden, NUM_CLASSES, dtype=args.dtype)
@@ -64,7 +49,7 @@ def make_trainer(backend: str, args, state: dict[str, np.ndarray]):
     return get_module(backend, "foundations.trainer").Trainer(model, loss_fn, optimizer)
 
 
-def train(backend: str, args, state, data, progress: Progress) -> tuple[list[float], float]:
+def train(backend: str, args, state, data, progress) -> tuple[list[float], float]:
     """Train one backend; returns its per-step losses and its test accuracy."""
     trainer = make_trainer(backend, args, state)
     steps = args.epochs * (len(data.x_train) // args.batch_size)
@@ -75,52 +60,19 @@ def train(backend: str, args, state, data, progress: Progress) -> tuple[list[flo
     return losses, accuracy
 
 
-def curve_difference(curves: dict[str, list[float]]) -> tuple[float, float]:
-    """Largest |difference| between any two backends' losses at the same step, absolute and relative."""
-    stacked = np.array(list(curves.values()))  # (backends, steps)
-    spread = stacked.max(axis=0) - stacked.min(axis=0)  # (steps,)
-    return float(spread.max()), float((spread / np.abs(stacked).max(axis=0)).max())
-
-
-def save_plot(path: Path, curves: dict[str, list[float]], dtype: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (backend, losses), style in zip(curves.items(), ["-", "--", ":"]):
-        ax.plot(losses, style, linewidth=2, label=backend)
-    ax.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title=f"MLP on digits, Adam, {dtype}: three backends")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     data = load_digits_split(layout="flat", dtype=args.dtype)
-    state = initial_weights(args)
+    numpy_model = get_module("numpy", "foundations.mlp").MLP(IN_FEATURES, args.hidden, NUM_CLASSES, dtype=args.dtype,
+                                                             rng=np.random.default_rng(args.seed))
+    state = shared_initial_weights(numpy_model, args.weights)
     backends = list(BACKENDS) if args.compare else [args.backend]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
-    results = {}
-    with Progress(*columns, transient=False) as progress:
-        for backend in backends:
-            results[backend] = train(backend, args, state, data, progress)
-    if not args.compare:
+    with training_progress() as progress:
+        results = {backend: train(backend, args, state, data, progress) for backend in backends}
+    if args.compare:
+        report_comparison(results, args.dtype, args.plot, f"MLP on digits, Adam, {args.dtype}: three backends")
+    else:
         print(f"test accuracy: {results[args.backend][1]:.3f}")
-        return 0
-    curves = {backend: losses for backend, (losses, _) in results.items()}
-    for backend, (losses, accuracy) in results.items():
-        print(f"{backend:5s}  final loss {losses[-1]:.6f}  test accuracy {accuracy:.3f}")
-    if args.plot:
-        save_plot(args.plot, curves, args.dtype)
-        print(f"loss curves saved to {args.plot}")
-    abs_diff, rel_diff = curve_difference(curves)
-    steps = len(next(iter(curves.values())))
-    print(f"largest loss difference between backends over {steps} steps: {abs_diff:.3e} (relative {rel_diff:.3e}, {args.dtype})")
     return 0
 
 

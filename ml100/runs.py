@@ -1,0 +1,67 @@
+"""Pieces the example scripts share: one set of initial weights through a safetensors file, a
+progress bar, the spread between backends' loss curves, and a plot of them."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .weights import load_weights, save_weights
+
+
+def shared_initial_weights(numpy_model, weights_path: Path | None = None) -> dict[str, np.ndarray]:
+    """The canonical starting point every backend loads: read from ``weights_path`` if given, else the
+    NumPy model's own (seeded) weights, written to and read back from a safetensors file exactly as
+    they would travel between frameworks."""
+    if weights_path:
+        return load_weights(weights_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "initial.safetensors"
+        save_weights(path, numpy_model.canonical_state_dict())
+        return load_weights(path)
+
+
+def training_progress() -> Progress:
+    """A progress bar per backend, showing the step count and the latest loss."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
+
+
+def curve_difference(curves: dict[str, list[float]]) -> tuple[float, float]:
+    """Largest |difference| between any two backends' losses at the same step, absolute and relative."""
+    stacked = np.array(list(curves.values()))  # (backends, steps)
+    spread = stacked.max(axis=0) - stacked.min(axis=0)  # (steps,)
+    return float(spread.max()), float((spread / np.abs(stacked).max(axis=0)).max())
+
+
+def save_curves_plot(path: Path, curves: dict[str, list[float]], title: str) -> None:
+    """The backends' loss curves on one log-scale plot, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (backend, losses), style in zip(curves.items(), ["-", "--", ":"]):
+        ax.plot(losses, style, linewidth=2, label=backend)
+    ax.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_comparison(results: dict[str, tuple[list[float], float]], dtype: str, plot: Path | None, title: str) -> None:
+    """Print each backend's final loss and accuracy, save the plot if asked, and end with the largest
+    loss-curve difference between backends."""
+    curves = {backend: losses for backend, (losses, _) in results.items()}
+    for backend, (losses, accuracy) in results.items():
+        print(f"{backend:5s}  final loss {losses[-1]:.6f}  test accuracy {accuracy:.3f}")
+    if plot:
+        save_curves_plot(plot, curves, title)
+        print(f"loss curves saved to {plot}")
+    abs_diff, rel_diff = curve_difference(curves)
+    steps = len(next(iter(curves.values())))
+    print(f"largest loss difference between backends over {steps} steps: {abs_diff:.3e} (relative {rel_diff:.3e}, {dtype})")
