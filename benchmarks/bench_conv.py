@@ -3,7 +3,7 @@
     python benchmarks/bench_conv.py [--batch 32] [--channels 64] [--size 32] [--repeats 5]
 
 N=32, C=64->64, 32x32, 3x3, padding 1, float32 by default. Timed in one process on the same input
-and weights, medians over ``--repeats``, printed as ratios to torch's own ``F.conv2d`` (oneDNN):
+and weights, the best of ``--repeats``, printed as ratios to torch's own ``F.conv2d`` (oneDNN):
 the NumPy tree (im2col + one GEMM per group, col2im by k*k strided adds), the torch tree
 (``F.unfold`` + matmul, autograd), the TF tree under ``tf.function`` (``extract_patches`` + matmul),
 and ``tf.nn.conv2d`` under ``tf.function``. Goal: NumPy <= 2x torch.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,14 +25,14 @@ import torch.nn.functional as F
 from ml100.backends import get_module
 
 
-def median_seconds(fn, repeats: int) -> float:
+def best_seconds(fn, repeats: int) -> float:
     fn()  # warm-up (and tracing, for tf.function)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def main() -> None:
@@ -86,7 +85,7 @@ def main() -> None:
              "tf tree (tf.function)": tf_tree_step, "tf.nn.conv2d (tf.function)": tf_native_step}
     print(f"Conv2d forward+backward, N={n}, C={c}->{c}, {s}x{s}, 3x3, padding 1, float32 "
           f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; torch threads {torch.get_num_threads()})")
-    times = {name: median_seconds(step, args.repeats) for name, step in steps.items()}
+    times = {name: best_seconds(step, args.repeats) for name, step in steps.items()}
     for name, seconds in times.items():
         print(f"  {name:28s} {seconds * 1e3:8.1f} ms   {seconds / times['torch F.conv2d']:5.2f}x torch")
 

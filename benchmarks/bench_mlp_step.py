@@ -3,7 +3,7 @@
     python benchmarks/bench_mlp_step.py [--batch-size 64] [--hidden 256] [--repeats 7]
 
 Batch 64, MLP 64-256-10, float32, on digits. Each backend is timed in the same process, on the
-same batch and from the same weights; the figures are medians over ``--repeats`` runs of
+same batch and from the same weights; the figures are the best of ``--repeats`` runs of
 ``--steps`` steps, printed as ratios to torch. TF is timed twice: eager (every op dispatched from
 Python, ~30 µs each) and with the gradient computation traced once by ``tf.function``.
 The goal for NumPy is <= 1.5x torch: with hand-written backward passes and no autograd
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -49,7 +48,7 @@ def tf_eager_step(trainer):
 
 
 def time_steps(step, x, y, steps, repeats) -> float:
-    """Median seconds per step over ``repeats`` timed runs, after a warm-up run."""
+    """Best (least disturbed) seconds per step over ``repeats`` timed runs, after a warm-up run."""
     for _ in range(3):
         step(x, y)
     runs = []
@@ -58,7 +57,7 @@ def time_steps(step, x, y, steps, repeats) -> float:
         for _ in range(steps):
             step(x, y)
         runs.append((time.perf_counter() - start) / steps)
-    return statistics.median(runs)
+    return min(runs)
 
 
 def main() -> None:
