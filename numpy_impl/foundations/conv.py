@@ -70,7 +70,7 @@ def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int,
     return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(G, M, K) @ (G, K, P) -> (G, M, P)``, one GEMM per group.
 
     With one group this is a plain 2-D product: NumPy hands a 2-D ``matmul`` straight to BLAS, which
@@ -120,7 +120,7 @@ class Conv2d(Module):
         g = self.groups
         cols = np.ascontiguousarray(patches).reshape(g, -1, n * ho * wo)  # (G, Cg*kh*kw, N*Ho*Wo)
         weight = self.params["weight"].reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
-        y = grouped_matmul(weight, cols).reshape(self.out_channels, n, ho, wo)  # (O, N, Ho, Wo)
+        y = _grouped_matmul(weight, cols).reshape(self.out_channels, n, ho, wo)  # (O, N, Ho, Wo)
         if "bias" in self.params:
             y = y + self.params["bias"][:, None, None, None]
         self.cache = (x.shape, x_pad.shape, pads, cols, (ho, wo))
@@ -132,10 +132,10 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (dh, dw), g = self.kernel_size, self.stride, self.dilation, self.groups
         grad_rows = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, self.out_channels // g, -1)  # (G, Og, N*Ho*Wo)
         weight = self.params["weight"].reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
-        self.grads["weight"] = grouped_matmul(grad_rows, cols.transpose(0, 2, 1)).reshape(self.params["weight"].shape)  # (O, Cg, kh, kw)
+        self.grads["weight"] = _grouped_matmul(grad_rows, cols.transpose(0, 2, 1)).reshape(self.params["weight"].shape)  # (O, Cg, kh, kw)
         if "bias" in self.params:
             self.grads["bias"] = grad_rows.sum(axis=2).reshape(-1)  # (O,)
-        grad_cols = grouped_matmul(weight.transpose(0, 2, 1), grad_rows).reshape(c, kh, kw, n, ho, wo)  # (C, kh, kw, N, Ho, Wo)
+        grad_cols = _grouped_matmul(weight.transpose(0, 2, 1), grad_rows).reshape(c, kh, kw, n, ho, wo)  # (C, kh, kw, N, Ho, Wo)
         # col2im: add every column entry back where it was copied from; overlapping patches accumulate.
         grad_pad = np.zeros((c, n, pad_shape[2], pad_shape[3]), dtype=grad_out.dtype)  # (C, N, Hp, Wp)
         for u in range(kh):
