@@ -79,11 +79,15 @@ def as_list(outputs) -> list:
 
 
 def random_weights(state: dict[str, np.ndarray], rng: np.random.Generator, custom=None) -> dict[str, np.ndarray]:
-    """Uniform(-1, 1) for every tensor (so biases are non-zero and no pattern is symmetric)."""
+    """Uniform(-1, 1) for every tensor (so biases are non-zero and no pattern is symmetric), except
+    batch norm's ``*running_var`` — a variance, drawn from Uniform(0.5, 1.5) — and whatever
+    ``custom(name, shape, dtype, rng)`` draws (it returns ``None`` to keep the default)."""
     out = {}
     for name, value in state.items():
         if custom is not None and (drawn := custom(name, value.shape, value.dtype.name, rng)) is not None:
             out[name] = drawn
+        elif name.endswith("running_var"):
+            out[name] = rng.uniform(0.5, 1.5, size=value.shape).astype(value.dtype)
         else:
             out[name] = rng.uniform(-1.0, 1.0, size=value.shape).astype(value.dtype)
     return out

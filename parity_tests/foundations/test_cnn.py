@@ -35,10 +35,6 @@ class TorchNNCNN(nn.Module):
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
 
-def bn_friendly_weights(name, shape, dtype, rng):
-    return rng.uniform(0.5, 1.5, shape).astype(dtype) if name.endswith("running_var") else None
-
-
 def cnn_case(batch_norm, train=True, batch=4):
     def torch_reference(state, inputs, cotangents, dtype):
         net = TorchNNCNN(batch_norm, dtype).train(train)
@@ -50,7 +46,6 @@ def cnn_case(batch_norm, train=True, batch=4):
         build=lambda m, dtype, rng: m.CNN(channels=CHANNELS, hidden=HIDDEN, batch_norm=batch_norm, dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.uniform(0, 1, (batch, 1, 8, 8)).astype(dtype)},
         references={"torch.nn": torch_reference},
-        weights=bn_friendly_weights,
         tf_layouts={"x": NCHW_TO_NHWC},
     )
 

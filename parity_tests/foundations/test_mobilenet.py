@@ -23,11 +23,6 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 EPS = 1e-5
 
 
-def bn_friendly_weights(name, shape, dtype, rng):
-    """Running variances must be positive; everything else keeps the harness's uniform draw."""
-    return rng.uniform(0.5, 1.5, shape).astype(dtype) if name.endswith("running_var") else None
-
-
 class TorchSeparable(torch.nn.Module):
     """The block from torch.nn parts, with our canonical names."""
 
@@ -94,7 +89,6 @@ def separable_case(in_channels, out_channels, stride, train=True, size=6, batch=
         inputs=lambda dtype, rng: {"x": rng.standard_normal((batch, in_channels, size, size)).astype(dtype)},
         references={"torch.nn": torch_separable_reference(in_channels, out_channels, stride, train),
                     "tf.nn.depthwise_conv2d": tf_separable_reference(stride, train)},
-        weights=bn_friendly_weights,
         tf_layouts={"x": NCHW_TO_NHWC},
         tf_output_layouts={0: NCHW_TO_NHWC},
     )
@@ -196,7 +190,6 @@ def mobilenet_case(se_reduction=4, train=True, channels=(4, 6), stem_channels=3,
         build=lambda m, dtype, rng: m.MobileNet(num_classes=5, in_channels=1, stem_channels=stem_channels, channels=channels,
                                                 strides=(1, 2), se_reduction=se_reduction, dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((batch, 1, size, size)).astype(dtype)},
-        weights=bn_friendly_weights,
         tf_layouts={"x": NCHW_TO_NHWC},
     )
 

@@ -13,11 +13,6 @@ MODULE = "foundations.resnet"
 NCHW_TO_NHWC = (0, 2, 3, 1)
 
 
-def bn_friendly_weights(name, shape, dtype, rng):
-    """Running variances must be positive; everything else keeps the harness's uniform draw."""
-    return rng.uniform(0.5, 1.5, shape).astype(dtype) if name.endswith("running_var") else None
-
-
 def torchvision_block(kind, in_channels, channels, stride):
     """torchvision's own block, with the same downsample rule and names, fed our canonical state."""
     block_class = {"basic": torchvision.models.resnet.BasicBlock, "bottleneck": torchvision.models.resnet.Bottleneck}[kind]
@@ -42,7 +37,6 @@ def block_case(kind, in_channels, channels, stride, size=6):
         build=lambda m, dtype, rng: getattr(m, cls)(in_channels, channels, stride, dtype=dtype, rng=rng),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((3, in_channels, size, size)).astype(dtype)},
         references={"torchvision": torchvision_block(kind, in_channels, channels, stride)},
-        weights=bn_friendly_weights,
         tf_layouts={"x": NCHW_TO_NHWC},
         tf_output_layouts={0: NCHW_TO_NHWC},
     )
@@ -74,7 +68,6 @@ def mini_resnet_case(block="basic", base_channels=2, batch=4, size=8, train=True
         build=lambda m, dtype, rng: m.ResNet(block, [1, 1, 1, 1], num_classes=5, in_channels=1, base_channels=base_channels,
                                              small_input=True, dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((batch, 1, size, size)).astype(dtype)},
-        weights=bn_friendly_weights,
         tf_layouts={"x": NCHW_TO_NHWC},
     )
 
