@@ -221,6 +221,13 @@ def build_models(case: Case, dtype: str) -> dict:
     return {tree: case.build(get_module(tree, case.module), dtype, np.random.default_rng(case.seed)) for tree in TREES}
 
 
+def run_all_trees(case: Case, dtype: str, inputs: dict, cotangents, models: dict | None = None) -> dict[str, Result]:
+    """Every tree's result on ``inputs``; ``models`` defaults to fresh ones built from the case's seed."""
+    models = build_models(case, dtype) if models is None else models
+    return {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents, case.tf_layouts,
+                           case.tf_output_layouts) for tree in TREES}
+
+
 def share_weights(models: dict, case: Case, directory: Path) -> dict[str, np.ndarray]:
     """Random weights for the NumPy model's canonical names, through a safetensors file into every tree."""
     rng = np.random.default_rng(case.seed + 1)
@@ -242,8 +249,7 @@ def check_parity(case: Case, dtype: str) -> dict[str, Result]:
     inputs = case.inputs(dtype, rng)
     outputs = as_list(models["numpy"].forward(*inputs.values()))
     cotangents = [rng.standard_normal(np.shape(out)).astype(dtype) for out in outputs]
-    results = {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents, case.tf_layouts,
-                              case.tf_output_layouts) for tree in TREES}
+    results = run_all_trees(case, dtype, inputs, cotangents, models)
     for name, reference in case.references.items():
         results[name] = reference(state, inputs, cotangents, dtype)
     assert_no_failures(compare_results(results, dtype), f"parity of {case.module} ({dtype})")

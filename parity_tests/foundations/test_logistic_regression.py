@@ -8,8 +8,8 @@ import torch
 
 from ml100.backends import get_module
 from parity_tests.harness import (
-    Case, TREES, build_models, check_parity, gradcheck_numpy, keras_dense_reference, run_tf,
-    run_torch, run_tree, torch_linear_reference
+    Case, TREES, check_parity, gradcheck_numpy, keras_dense_reference,
+    run_all_trees, run_tf, run_torch, torch_linear_reference
 )
 
 MODULE = "foundations.logistic_regression"
@@ -58,11 +58,6 @@ def bce_case(reduction, inputs=bce_inputs):
         differentiable=("logits",),
         references=references,
     )
-
-
-def run_all_trees(case, dtype, inputs, cotangents):
-    models = build_models(case, dtype)
-    return {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents) for tree in TREES}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

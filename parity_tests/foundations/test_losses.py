@@ -11,8 +11,10 @@ import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_no_failures, build_models, check_parity, compare_results,
-                                  gradcheck_numpy, run_tf, run_torch, run_tree)
+from parity_tests.harness import (
+    Case, TREES, assert_no_failures, check_parity, compare_results,
+    gradcheck_numpy, run_all_trees, run_tf, run_torch
+)
 
 MODULE = "foundations.losses"
 N, D = 4, 5
@@ -76,11 +78,6 @@ def loss_case(name, reduction):
         differentiable=("input",),
         references=references,
     )
-
-
-def run_all_trees(case, dtype, inputs, cotangents):
-    models = build_models(case, dtype)
-    return {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents) for tree in TREES}
 
 
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")  # torch's KLDivLoss "mean" warning

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from ml100.backends import get_module
 from parity_tests.harness import (
-    Case, TREES, assert_no_failures, build_models, check_parity, compare_results,
-    compare_tensors, gradcheck_numpy, keras_dense_reference, run_tf, run_torch, run_tree,
+    Case, TREES, assert_no_failures, check_parity, compare_results,
+    compare_tensors, gradcheck_numpy, keras_dense_reference, run_all_trees, run_tf, run_torch,
     torch_linear_reference
 )
 
@@ -64,11 +64,6 @@ def ce_case(reduction="mean", label_smoothing=0.0):
         references={"F.cross_entropy": torch_ce(reduction, label_smoothing),
                     "keras.losses.CategoricalCrossentropy": keras_ce(reduction, label_smoothing)},
     )
-
-
-def run_all_trees(case, dtype, inputs, cotangents):
-    models = build_models(case, dtype)
-    return {tree: run_tree(tree, models[tree], inputs, case.differentiable, cotangents) for tree in TREES}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
