@@ -91,12 +91,13 @@ class Optimizer:
                 raise TypeError(f"{owner}: params[{name!r}] must be a tf.Variable (updated with assign), got {type(p).__name__}")
         self.lr = lr
         self.state: dict[str, dict[str, tf.Variable]] = {name: {} for name in self.params}
-        self.t = 0
+        # A variable, not a Python int, so that a step traced by tf.function counts every call.
+        self.t = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def step(self, grads: dict[str, tf.Tensor]) -> None:
         """One update of every parameter from its gradient (same names as ``params``)."""
         self.check_grads(grads)
-        self.t += 1
+        self.t.assign_add(1)
         for name, p in self.params.items():
             self.update(p, grads[name], self.state[name])
 
@@ -248,8 +249,10 @@ class Adam(Optimizer):
         self.moving_average(m, g, beta1)
         self.moving_average(v, g * g, beta2)
         # Both averages started at zero: divide out the (1 - beta^t) share they are missing.
-        m_hat = m / (1 - beta1**self.t)  # like p
-        v_hat = v / (1 - beta2**self.t)  # like p
+        # The powers are taken in float64, as the other trees' Python floats are, then cast.
+        t = tf.cast(self.t, tf.float64)
+        m_hat = m / tf.cast(1 - beta1**t, p.dtype)  # like p
+        v_hat = v / tf.cast(1 - beta2**t, p.dtype)  # like p
         self.assign(p, p - self.lr * m_hat / (self.sqrt(v_hat) + self.eps))
 
 

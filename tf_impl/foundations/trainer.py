@@ -4,8 +4,9 @@ Every supervised training run is the same four beats, repeated over shuffled min
 
 1. **forward** — ``logits = model(x)``;
 2. **loss** — :math:`L = \frac1B\sum_i \ell(\text{logits}_i, y_i)`;
-3. **backward** — :math:`\nabla_\theta L` for every parameter (here: ``tf.GradientTape``, inside a
-   ``tf.function`` so that the graph is traced once instead of dispatching ~30 µs eager ops);
+3. **backward** — :math:`\nabla_\theta L` for every parameter (here: ``tf.GradientTape``; the whole
+   step, update included, runs as one ``tf.function`` graph, traced once, instead of dispatching
+   ~30 µs eager ops one by one);
 4. **update** — ``optimizer.step(grads)`` moves every parameter along its gradient.
 
 The batch order comes from a NumPy ``Generator`` passed in (:func:`ml100.data.batch_indices`),
@@ -30,20 +31,19 @@ class Trainer:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.params = dict(model.named_parameters())
         # Traced once per input signature; every batch has one shape (batch_indices drops the last).
-        self.loss_and_grads = tf.function(self._loss_and_grads)
+        self.step_graph = tf.function(self._step)
 
-    def _loss_and_grads(self, x: tf.Tensor, y: tf.Tensor):
+    def _step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = self.model(x)  # (B, C)
             loss = self.loss_fn(logits, y)  # ()
-        return loss, dict(zip(self.params, tape.gradient(loss, list(self.params.values()))))
+        self.optimizer.step(dict(zip(self.params, tape.gradient(loss, list(self.params.values())))))
+        return loss
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One forward, backward and update on a batch; returns the batch loss."""
         self.model.train()
-        loss, grads = self.loss_and_grads(tf.constant(x), tf.constant(y))
-        self.optimizer.step(grads)
-        return float(loss)
+        return float(self.step_graph(tf.constant(x), tf.constant(y)))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy on ``(x, y)`` in eval mode, without touching gradients."""
