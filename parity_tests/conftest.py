@@ -18,3 +18,10 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 torch.set_num_threads(2)
 
 import keras  # noqa: E402,F401  (imported once here, after TF is configured)
+
+from hypothesis import settings  # noqa: E402
+
+# CI replays one fixed set of fuzz examples, so a run is reproducible; locally they keep exploring.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
