@@ -15,7 +15,10 @@ is Chellapilla, Puri & Simard, 2006):
            \frac{\partial L}{\partial x} = \text{col2im}\Big(\frac{\partial L}{\partial\,\text{cols}}\Big)
 
 where col2im *adds* each column entry back at the pixel it was copied from (overlapping patches
-accumulate). Output size: :math:`H_o = \lfloor (H + p_t + p_b - d(k-1) - 1)/s \rfloor + 1`.
+accumulate). At stride 1 the input gradient is itself a convolution — of the output gradient,
+padded by :math:`d(k-1)-p`, with the kernel flipped in space and its in/out channels swapped — so
+``backward`` computes it with one more im2col and GEMM, which is faster than col2im's scattered
+adds; strided convolutions use col2im. Output size: :math:`H_o = \lfloor (H + p_t + p_b - d(k-1) - 1)/s \rfloor + 1`.
 
 Padding ``"same"`` follows TensorFlow: the total padding :math:`\max((\lceil H/s\rceil-1)s + d(k-1)+1-H, 0)`
 is split with the extra pixel at the bottom/right — at stride 2 on an even size that is (0, 1),
@@ -81,6 +84,18 @@ def _grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b
 
 
+def im2col(x_pad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+           out_size: tuple[int, int], groups: int) -> np.ndarray:
+    """Every patch of the padded ``(N, C, Hp, Wp)`` input as a column: ``(G, Cg*kh*kw, N*Ho*Wo)``,
+    rows ordered ``(c, u, v)`` like the weight's ``(Cg, kh, kw)``."""
+    n, c = x_pad.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_size
+    sn, sc, sy, sx = x_pad.strides
+    # A view, no copy: element [c, u, v, n, i, j] is x_pad[n, c, i*s + u*d, j*s + v*d].
+    patches = as_strided(x_pad, (c, kh, kw, n, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw))
+    return np.ascontiguousarray(patches).reshape(groups, -1, n * ho * wo)  # the one copy
+
+
 class Conv2d(Module):
     """2-D convolution on NCHW input; canonical ``weight`` ``(out, in/groups, kh, kw)``, ``bias`` ``(out,)``."""
 
@@ -114,11 +129,8 @@ class Conv2d(Module):
         if ho < 1 or wo < 1:
             raise ValueError(f"Conv2d: input {h}x{w} is smaller than the dilated kernel after padding")
         x_pad = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))  # (N, C, Hp, Wp)
-        sn, sc, sy, sx = x_pad.strides
-        # A view, no copy: element [c, u, v, n, i, j] is x_pad[n, c, i*s + u*d, j*s + v*d].
-        patches = as_strided(x_pad, (self.in_channels, kh, kw, n, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw))
         g = self.groups
-        cols = np.ascontiguousarray(patches).reshape(g, -1, n * ho * wo)  # (G, Cg*kh*kw, N*Ho*Wo)
+        cols = im2col(x_pad, self.kernel_size, self.stride, self.dilation, (ho, wo), g)  # (G, Cg*kh*kw, N*Ho*Wo)
         weight = self.params["weight"].reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
         y = _grouped_matmul(weight, cols).reshape(self.out_channels, n, ho, wo)  # (O, N, Ho, Wo)
         if "bias" in self.params:
@@ -131,16 +143,37 @@ class Conv2d(Module):
         n, c = x_shape[:2]
         (kh, kw), (sh, sw), (dh, dw), g = self.kernel_size, self.stride, self.dilation, self.groups
         grad_rows = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, self.out_channels // g, -1)  # (G, Og, N*Ho*Wo)
-        weight = self.params["weight"].reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
         self.grads["weight"] = _grouped_matmul(grad_rows, cols.transpose(0, 2, 1)).reshape(self.params["weight"].shape)  # (O, Cg, kh, kw)
         if "bias" in self.params:
             self.grads["bias"] = grad_rows.sum(axis=2).reshape(-1)  # (O,)
+        (top, bottom), (left, right) = pads
+        # How far the "full" padding d(k-1) exceeds the forward padding on each side.
+        full = (dh * (kh - 1) - top, dh * (kh - 1) - bottom), (dw * (kw - 1) - left, dw * (kw - 1) - right)
+        if (sh, sw) == (1, 1) and min(*full[0], *full[1]) >= 0:
+            return self.input_grad_by_convolution(grad_out, full)
+        weight = self.params["weight"].reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
         grad_cols = _grouped_matmul(weight.transpose(0, 2, 1), grad_rows).reshape(c, kh, kw, n, ho, wo)  # (C, kh, kw, N, Ho, Wo)
         # col2im: add every column entry back where it was copied from; overlapping patches accumulate.
         grad_pad = np.zeros((c, n, pad_shape[2], pad_shape[3]), dtype=grad_out.dtype)  # (C, N, Hp, Wp)
         for u in range(kh):
             for v in range(kw):
                 grad_pad[:, :, u * dh:u * dh + sh * (ho - 1) + 1:sh, v * dw:v * dw + sw * (wo - 1) + 1:sw] += grad_cols[:, u, v]
-        (top, _), (left, _) = pads
         grad_x = grad_pad[:, :, top:top + x_shape[2], left:left + x_shape[3]]  # (C, N, H, W)
+        return np.ascontiguousarray(grad_x.transpose(1, 0, 2, 3))  # (N, C, H, W)
+
+    def input_grad_by_convolution(self, grad_out: np.ndarray, full) -> np.ndarray:
+        """At stride 1, dL/dx is itself a convolution: of dL/dy, "fully" padded, with the kernel flipped
+        in space and its in/out channels swapped — one im2col and one GEMM instead of col2im's k*k
+        scattered adds. (Each input pixel collects every output pixel whose window covered it, with
+        the weight that connected them: correlation with the flipped kernel.)"""
+        n, o, ho, wo = grad_out.shape
+        (kh, kw), g, c = self.kernel_size, self.groups, self.in_channels
+        og, cg = o // g, c // g
+        grad_pad = np.pad(grad_out, ((0, 0), (0, 0), full[0], full[1]))  # (N, O, Ho + 2d(k-1) - p, ...)
+        h = ho + full[0][0] + full[0][1] - self.dilation[0] * (kh - 1)
+        w = wo + full[1][0] + full[1][1] - self.dilation[1] * (kw - 1)
+        cols = im2col(grad_pad, self.kernel_size, (1, 1), self.dilation, (h, w), g)  # (G, Og*kh*kw, N*H*W)
+        weight = self.params["weight"].reshape(g, og, cg, kh, kw)[:, :, :, ::-1, ::-1]  # (G, Og, Cg, kh, kw), flipped
+        weight = weight.transpose(0, 2, 1, 3, 4).reshape(g, cg, og * kh * kw)  # (G, Cg, Og*kh*kw)
+        grad_x = _grouped_matmul(weight, cols).reshape(c, n, h, w)  # (C, N, H, W)
         return np.ascontiguousarray(grad_x.transpose(1, 0, 2, 3))  # (N, C, H, W)
