@@ -150,7 +150,7 @@ class Conv2d(Module):
         # How far the "full" padding d(k-1) exceeds the forward padding on each side.
         full = (dh * (kh - 1) - top, dh * (kh - 1) - bottom), (dw * (kw - 1) - left, dw * (kw - 1) - right)
         if (sh, sw) == (1, 1) and min(*full[0], *full[1]) >= 0:
-            return self.input_grad_by_convolution(grad_out, full)
+            return self._input_grad_by_convolution(grad_out, full)
         weight = self.params["weight"].reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
         grad_cols = _grouped_matmul(weight.transpose(0, 2, 1), grad_rows).reshape(c, kh, kw, n, ho, wo)  # (C, kh, kw, N, Ho, Wo)
         # col2im: add every column entry back where it was copied from; overlapping patches accumulate.
@@ -161,7 +161,7 @@ class Conv2d(Module):
         grad_x = grad_pad[:, :, top:top + x_shape[2], left:left + x_shape[3]]  # (C, N, H, W)
         return np.ascontiguousarray(grad_x.transpose(1, 0, 2, 3))  # (N, C, H, W)
 
-    def input_grad_by_convolution(self, grad_out: np.ndarray, full) -> np.ndarray:
+    def _input_grad_by_convolution(self, grad_out: np.ndarray, full) -> np.ndarray:
         """At stride 1, dL/dx is itself a convolution: of dL/dy, "fully" padded, with the kernel flipped
         in space and its in/out channels swapped — one im2col and one GEMM instead of col2im's k*k
         scattered adds. (Each input pixel collects every output pixel whose window covered it, with

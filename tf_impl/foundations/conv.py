@@ -72,6 +72,19 @@ def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int,
     return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def im2col(x_pad: tf.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+           out_size: tuple[int, int], groups: int) -> tf.Tensor:
+    """Every patch of the padded ``(N, Hp, Wp, C)`` input as a row: ``(G, N*Ho*Wo, kh*kw*Cg)``,
+    columns ordered ``(u, v, c)`` like the HWIO kernel (``tf.image.extract_patches``)."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_size
+    n, cg = x_pad.shape[0], x_pad.shape[3] // groups
+    patches = tf.image.extract_patches(x_pad, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1],
+                                       rates=[1, dh, dw, 1], padding="VALID")  # (N, Ho, Wo, kh*kw*C)
+    # Split the channels into groups and bring the group axis first: one matrix product per group.
+    rows = tf.transpose(tf.reshape(patches, (n, ho, wo, kh, kw, groups, cg)), (5, 0, 1, 2, 3, 4, 6))  # (G, N, Ho, Wo, kh, kw, Cg)
+    return tf.reshape(rows, (groups, n * ho * wo, kh * kw * cg))
+
+
 class Conv2d(Module):
     """2-D convolution on NHWC input; canonical ``weight`` ``(out, in/groups, kh, kw)``, ``bias`` ``(out,)``."""
 
@@ -105,12 +118,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: input {h}x{w} is smaller than the dilated kernel after padding")
         x_pad = tf.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])  # (N, Hp, Wp, C)
         g, cg = self.groups, self.in_channels // self.groups
-        # im2col: the patch of each output pixel, flattened in (u, v, c) order like the HWIO kernel.
-        patches = tf.image.extract_patches(x_pad, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1],
-                                           rates=[1, dh, dw, 1], padding="VALID")  # (N, Ho, Wo, kh*kw*C)
-        # Split the channels into groups and bring the group axis first: one matrix product per group.
-        cols = tf.transpose(tf.reshape(patches, (n, ho, wo, kh, kw, g, cg)), (5, 0, 1, 2, 3, 4, 6))  # (G, N, Ho, Wo, kh, kw, Cg)
-        cols = tf.reshape(cols, (g, n * ho * wo, kh * kw * cg))  # (G, N*Ho*Wo, kh*kw*Cg)
+        cols = im2col(x_pad, self.kernel_size, self.stride, self.dilation, (ho, wo), g)  # (G, N*Ho*Wo, kh*kw*Cg)
         kernel = tf.transpose(tf.reshape(self.kernel, (kh * kw * cg, g, self.out_channels // g)), (1, 0, 2))  # (G, kh*kw*Cg, Og)
         y = tf.transpose(cols @ kernel, (1, 0, 2))  # (N*Ho*Wo, G, Og)
         y = tf.reshape(y, (n, ho, wo, self.out_channels))  # (N, Ho, Wo, O)

@@ -72,6 +72,16 @@ def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int,
     return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def im2col(x_pad: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+           out_size: tuple[int, int], groups: int) -> torch.Tensor:
+    """Every patch of the padded ``(N, C, Hp, Wp)`` input as a column: ``(N, G, Cg*kh*kw, Ho*Wo)``,
+    rows ordered ``(c, u, v)`` like the weight's ``(Cg, kh, kw)`` (``F.unfold``; its backward is
+    ``F.fold``, col2im)."""
+    n = x_pad.shape[0]
+    cols = F.unfold(x_pad, kernel, dilation=dilation, stride=stride)  # (N, C*kh*kw, Ho*Wo)
+    return cols.reshape(n, groups, -1, out_size[0] * out_size[1])
+
+
 class Conv2d(Module):
     """2-D convolution on NCHW input; canonical ``weight`` ``(out, in/groups, kh, kw)``, ``bias`` ``(out,)``."""
 
@@ -105,9 +115,7 @@ class Conv2d(Module):
         # F.pad lists the last axis first: (left, right, top, bottom).
         x_pad = F.pad(x, (*pads[1], *pads[0]))  # (N, C, Hp, Wp)
         g = self.groups
-        # im2col: column l holds the patch of output pixel l, ordered (c, u, v) like the weight.
-        cols = F.unfold(x_pad, (kh, kw), dilation=(dh, dw), stride=(sh, sw))  # (N, C*kh*kw, Ho*Wo)
-        cols = cols.reshape(n, g, -1, ho * wo)  # (N, G, Cg*kh*kw, Ho*Wo)
+        cols = im2col(x_pad, self.kernel_size, self.stride, self.dilation, (ho, wo), g)  # (N, G, Cg*kh*kw, Ho*Wo)
         weight = self.weight.reshape(g, self.out_channels // g, -1)  # (G, Og, Cg*kh*kw)
         y = (weight @ cols).reshape(n, self.out_channels, ho, wo)  # (N, O, Ho, Wo)
         if self.bias is not None:
