@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml100.augment import draw_crop_offsets, draw_cutout_centers
 from ml100.backends import BACKENDS, get_module
 from ml100.data import batch_indices, load_digits_split
 from ml100.runs import report_comparison, shared_initial_weights, training_progress
@@ -63,8 +64,8 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Shift by up to one pixel and cut out a 2x2 square (NCHW), parameters drawn from ``rng``."""
     aug = get_module("numpy", "foundations.augmentation")
     n, _, h, w = images.shape
-    images = aug.pad_and_crop(images, 1, aug.draw_crop_offsets(n, 1, rng))  # (N, 1, 8, 8)
-    return aug.cutout(images, aug.draw_cutout_centers(n, h, w, rng), 2)  # (N, 1, 8, 8)
+    images = aug.pad_and_crop(images, 1, draw_crop_offsets(n, 1, rng))  # (N, 1, 8, 8)
+    return aug.cutout(images, draw_cutout_centers(n, h, w, rng), 2)  # (N, 1, 8, 8)
 
 
 def train(backend: str, args, state, data, progress) -> tuple[list[float], float]:

@@ -6,7 +6,9 @@ cast behind the caller's back.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from numbers import Real
 
 import numpy as np
 
@@ -68,3 +70,11 @@ def check_labels(owner: str, arg: str, labels: np.ndarray, num_classes: int, bat
         raise ValueError(f"{owner}: {arg} must have shape ({batch},), got {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{owner}: {arg} must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
+
+
+def check_range(owner: str, name: str, value, low: float = 0.0, high: float = math.inf) -> None:
+    """A hyperparameter must be a real number with ``low <= value < high`` (``high`` excluded)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    if not low <= value < high:
+        raise ValueError(f"{owner}: {name} must be in [{low}, {high}), got {value!r}")

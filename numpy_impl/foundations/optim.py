@@ -58,20 +58,9 @@ There is no backward here: an optimizer consumes gradients, it does not produce 
 """
 from __future__ import annotations
 
-import math
-from numbers import Real
-
 import numpy as np
 
-from ml100.checks import check_input, dtype_name
-
-
-def check_range(owner: str, name: str, value, low: float = 0.0, high: float = math.inf) -> None:
-    """A hyperparameter must be a real number with ``low <= value < high`` (``high`` excluded)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
-    if not low <= value < high:
-        raise ValueError(f"{owner}: {name} must be in [{low}, {high}), got {value!r}")
+from ml100.checks import check_input, check_range, dtype_name
 
 
 class Optimizer:

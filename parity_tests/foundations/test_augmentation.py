@@ -19,6 +19,7 @@ import tensorflow as tf
 import torch
 import torchvision.transforms.v2.functional as TVF
 
+from ml100 import augment
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, Case, check_parity, gradcheck_numpy, run_tf, run_torch,
                                   tf_layout_call)
@@ -143,10 +144,10 @@ def test_parity_with_drawn_parameters():
     """Parameters from the draw helpers (not hand-picked) on a larger batch: still equal everywhere."""
     rng = np.random.default_rng(11)
     n = 16
-    lam, perm = np_mod.draw_mixup(n, ALPHA, rng)
-    boxes, perm2 = np_mod.draw_cutmix(n, H, W, ALPHA, rng)
-    params = {"flip": np_mod.draw_flip(n, rng), "offsets": np_mod.draw_crop_offsets(n, PADDING, rng),
-              "centers": np_mod.draw_cutout_centers(n, H, W, rng)}
+    lam, perm = augment.draw_mixup(n, ALPHA, rng)
+    boxes, perm2 = augment.draw_cutmix(n, H, W, ALPHA, rng)
+    params = {"flip": augment.draw_flip(n, rng), "offsets": augment.draw_crop_offsets(n, PADDING, rng),
+              "centers": augment.draw_cutout_centers(n, H, W, rng)}
     for c in (case("HorizontalFlip", {"flip": params["flip"]}),
               case("PadAndCrop", {"offsets": params["offsets"]}, padding=PADDING),
               case("Cutout", {"centers": params["centers"]}, size=SIZE),
@@ -238,7 +239,7 @@ def test_mixed_labels_sum_to_one(op):
     n = 32
     images = rng.standard_normal((n, C, H, W))
     labels = onehot(rng.integers(0, K, n), "float64")
-    params = np_mod.draw_mixup(n, ALPHA, rng) if op == "mixup" else np_mod.draw_cutmix(n, H, W, ALPHA, rng)
+    params = augment.draw_mixup(n, ALPHA, rng) if op == "mixup" else augment.draw_cutmix(n, H, W, ALPHA, rng)
     for tree in TREES:
         native = to_native(tree, images)
         _, y = getattr(get_module(tree, MODULE), op)(native, to_tree(tree, labels), *params)
@@ -267,28 +268,30 @@ DRAWS = {
 
 
 @pytest.mark.parametrize("name", list(DRAWS))
-def test_draws_are_identical_in_every_tree(name):
-    draws = {tree: getattr(get_module(tree, MODULE), name)(*DRAWS[name], np.random.default_rng(5)) for tree in TREES}
-    for tree in TREES:
-        # draw_mixup / draw_cutmix return (weights or boxes, perm); the others one array.
-        pairs = zip(draws["numpy"], draws[tree]) if isinstance(draws["numpy"], tuple) else [(draws["numpy"], draws[tree])]
-        for a, b in pairs:
-            assert type(a) is type(b) is np.ndarray and a.dtype == b.dtype, tree
-            np.testing.assert_array_equal(a, b, err_msg=tree)
+def test_one_seed_one_draw(name):
+    """The draw helpers live once, in ml100.augment, for every tree: the same seed gives the same
+    arrays (values and dtypes), and another seed gives other ones."""
+    draw = getattr(augment, name)
+    first, again, other = (draw(*DRAWS[name], np.random.default_rng(seed)) for seed in (5, 5, 6))
+    as_list = lambda d: list(d) if isinstance(d, tuple) else [d]  # mixup/cutmix: (weights or boxes, perm)
+    for a, b, c in zip(as_list(first), as_list(again), as_list(other)):
+        assert type(a) is np.ndarray and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(as_list(first), as_list(other)))
 
 
 def test_draws_are_in_range_and_valid():
     rng = np.random.default_rng(6)
     n = 2000
-    flip = np_mod.draw_flip(n, rng, p=0.25)
+    flip = augment.draw_flip(n, rng, p=0.25)
     assert flip.dtype == bool and 0.2 < flip.mean() < 0.3
-    offsets = np_mod.draw_crop_offsets(n, PADDING, rng)
+    offsets = augment.draw_crop_offsets(n, PADDING, rng)
     assert offsets.min() == 0 and offsets.max() == 2 * PADDING
-    centers = np_mod.draw_cutout_centers(n, H, W, rng)
+    centers = augment.draw_cutout_centers(n, H, W, rng)
     assert centers[:, 0].max() == H - 1 and centers[:, 1].max() == W - 1 and centers.min() == 0
-    lam, perm = np_mod.draw_mixup(n, ALPHA, rng)
+    lam, perm = augment.draw_mixup(n, ALPHA, rng)
     assert np.all((lam >= 0) & (lam <= 1)) and np.array_equal(np.sort(perm), np.arange(n))
-    boxes, perm = np_mod.draw_cutmix(n, H, W, ALPHA, rng)
+    boxes, perm = augment.draw_cutmix(n, H, W, ALPHA, rng)
     assert np.all(boxes[:, 2] >= boxes[:, 0]) and np.all(boxes[:, 3] >= boxes[:, 1])
     assert boxes.min() >= 0 and boxes[:, [0, 2]].max() <= H and boxes[:, [1, 3]].max() <= W
     # The whole pipeline accepts what the helpers draw.

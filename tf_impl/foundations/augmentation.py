@@ -33,8 +33,8 @@ copy: a flip's adjoint is the same flip; a crop at offset :math:`o` is adjoint t
 the gradient back through the inverse permutation :math:`\pi^{-1}`.
 
 Randomness is an *input*: every op takes its parameters (flip flags, offsets, centres, λ, boxes,
-permutation) as arrays, and the ``draw_*`` helpers draw them from a NumPy ``Generator`` with the
-same code in all three trees — one seed, one augmentation, everywhere. Images are NHWC here (as TF
+permutation) as arrays, and the ``draw_*`` helpers (:mod:`ml100.augment`, shared by all three
+trees) draw them from a NumPy ``Generator`` — one seed, one augmentation, everywhere. Images are NHWC here (as TF
 on CPU requires); the parameters keep their meaning: ``(top, left)`` = ``(row, col)``.
 """
 from __future__ import annotations
@@ -42,83 +42,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ml100.augment import check_labels_onehot, check_lam, check_params, check_perm, check_values_in
 from ml100.checks import check_input, dtype_name
 
 from ..module import Module
-
-
-# --- drawing the random parameters (plain NumPy, identical in every tree) -------------------------
-
-def draw_flip(n: int, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
-    """Which of ``n`` images to flip: a bool array ``(n,)``, ``True`` with probability ``p``."""
-    return rng.random(n) < p  # (n,)
-
-
-def draw_crop_offsets(n: int, padding: int, rng: np.random.Generator) -> np.ndarray:
-    """Crop corners ``(top, left)`` in the padded image, uniform on ``[0, 2 padding]``: int64 ``(n, 2)``."""
-    return rng.integers(0, 2 * padding + 1, size=(n, 2))  # (n, 2)
-
-
-def draw_cutout_centers(n: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """Cutout centres ``(row, col)`` uniform over the image: int64 ``(n, 2)``."""
-    # An array ``high`` draws the row below h and the column below w in one call.
-    return rng.integers(0, (h, w), size=(n, 2))  # (n, 2)
-
-
-def draw_mixup(n: int, alpha: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Mixup weights ``lam ~ Beta(alpha, alpha)`` (float64 ``(n,)``) and a partner permutation ``(n,)``."""
-    lam = rng.beta(alpha, alpha, size=n)  # (n,)
-    return lam, rng.permutation(n)  # (n,), (n,)
-
-
-def draw_cutmix(n: int, h: int, w: int, alpha: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """CutMix boxes ``(top, left, bottom, right)`` (half-open, clipped; int64 ``(n, 4)``) and a permutation.
-
-    As in the paper's code: ``lam ~ Beta(alpha, alpha)``, a box of sides ``h sqrt(1-lam)`` by
-    ``w sqrt(1-lam)`` around a uniform centre, clipped to the image (so the area kept may be larger
-    than ``lam`` says; :func:`cutmix` mixes the labels by the clipped area).
-    """
-    lam = rng.beta(alpha, alpha, size=n)  # (n,)
-    cut = np.sqrt(1.0 - lam)  # (n,)
-    half_h, half_w = (h * cut).astype(np.int64) // 2, (w * cut).astype(np.int64) // 2  # (n,), (n,)
-    centers = rng.integers(0, (h, w), size=(n, 2))  # (n, 2)
-    top, bottom = np.clip(centers[:, 0] - half_h, 0, h), np.clip(centers[:, 0] + half_h, 0, h)  # (n,), (n,)
-    left, right = np.clip(centers[:, 1] - half_w, 0, w), np.clip(centers[:, 1] + half_w, 0, w)  # (n,), (n,)
-    return np.stack([top, left, bottom, right], axis=1), rng.permutation(n)  # (n, 4), (n,)
-
-
-# --- validating the parameters (plain NumPy, identical in every tree) -----------------------------
-
-def check_params(owner: str, arg: str, value, shape, kind: str) -> np.ndarray:
-    """``value`` as a NumPy array of exactly ``shape`` and ``kind`` (``"bool"``, ``"int"``, ``"float"``)."""
-    # Parameters are data, not tensors autograd tracks: NumPy, torch and eager TF values all convert.
-    array = np.asarray(value)
-    ok = {"bool": array.dtype == bool, "int": np.issubdtype(array.dtype, np.integer),
-          "float": np.issubdtype(array.dtype, np.floating)}[kind]
-    if not ok:
-        raise TypeError(f"{owner}: {arg} must have a {kind} dtype, got {dtype_name(array.dtype)}")
-    check_input(owner, arg, array.shape, array.dtype, shape_like=shape)
-    return array
-
-
-def check_range(owner: str, arg: str, array: np.ndarray, low, high) -> None:
-    """Every value of ``array`` in ``[low, high]`` (inclusive)."""
-    if array.size and (np.any(array < low) or np.any(array > high)):
-        raise ValueError(f"{owner}: {arg} must lie in [{low}, {high}], got values in [{array.min()}, {array.max()}]")
-
-
-def check_perm(owner: str, perm, n: int) -> np.ndarray:
-    """``perm`` must be a permutation of ``0..n-1`` (each image is some image's partner exactly once)."""
-    perm = check_params(owner, "perm", perm, (n,), "int")
-    if not np.array_equal(np.sort(perm), np.arange(n)):
-        raise ValueError(f"{owner}: perm must be a permutation of 0..{n - 1}, got {perm.tolist()}")
-    return perm
-
-
-def check_labels_onehot(owner: str, labels_onehot, n: int, dtype) -> None:
-    """Soft or one-hot labels ``(n, K)`` in the images' dtype."""
-    check_input(owner, "labels_onehot", labels_onehot.shape, labels_onehot.dtype, expected_dtype=dtype_name(dtype), ndim=2)
-    check_input(owner, "labels_onehot", labels_onehot.shape[:1], labels_onehot.dtype, shape_like=(n,))
 
 
 def check_images(owner: str, images, expected_dtype: str | None = None) -> tuple[int, int, int]:
@@ -147,7 +74,7 @@ def pad_and_crop(images: tf.Tensor, padding: int, offsets) -> tf.Tensor:
     if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"pad_and_crop: padding must be an int >= 0, got {padding!r}")
     offsets = check_params("pad_and_crop", "offsets", offsets, (n, 2), "int")  # (N, 2)
-    check_range("pad_and_crop", "offsets", offsets, 0, 2 * padding)
+    check_values_in("pad_and_crop", "offsets", offsets, 0, 2 * padding)
     offsets = tf.constant(offsets, tf.int64)  # (N, 2)
     padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])  # (N, H+2p, W+2p, C)
     rows = offsets[:, :1] + tf.range(h, dtype=tf.int64)  # (N, H)
@@ -172,8 +99,8 @@ def cutout(images: tf.Tensor, centers, size: int) -> tf.Tensor:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"cutout: size must be an int >= 1, got {size!r}")
     centers = check_params("cutout", "centers", centers, (n, 2), "int")  # (N, 2)
-    check_range("cutout", "centers[:, 0] (rows)", centers[:, 0], 0, h - 1)
-    check_range("cutout", "centers[:, 1] (columns)", centers[:, 1], 0, w - 1)
+    check_values_in("cutout", "centers[:, 0] (rows)", centers[:, 0], 0, h - 1)
+    check_values_in("cutout", "centers[:, 1] (columns)", centers[:, 1], 0, w - 1)
     inside = cutout_mask(n, h, w, centers, size)  # (N, H, W)
     # where, not a multiply by 0/1: no -0.0 for negative pixels, exactly like an erase.
     return tf.where(inside[..., None], tf.zeros((), images.dtype), images)  # (N, H, W, C)
@@ -189,14 +116,6 @@ def mixup(images: tf.Tensor, labels_onehot: tf.Tensor, lam, perm) -> tuple[tf.Te
     lam = tf.constant(np.broadcast_to(lam, (n,)).astype(dtype_name(images.dtype)))  # (N,)
     mixed = lam[:, None, None, None] * images + (1 - lam)[:, None, None, None] * tf.gather(images, perm)  # (N, H, W, C)
     return mixed, lam[:, None] * labels_onehot + (1 - lam)[:, None] * tf.gather(labels_onehot, perm)  # (N, K)
-
-
-def check_lam(owner: str, lam, n: int) -> np.ndarray:
-    """``lam``: a float scalar or ``(n,)``, every value in ``[0, 1]``."""
-    lam = np.asarray(lam)
-    lam = check_params(owner, "lam", lam, lam.shape if lam.ndim == 0 else (n,), "float")
-    check_range(owner, "lam", lam, 0.0, 1.0)
-    return lam
 
 
 def cutmix(images: tf.Tensor, labels_onehot: tf.Tensor, boxes, perm) -> tuple[tf.Tensor, tf.Tensor]:
@@ -215,8 +134,8 @@ def cutmix_mask(n: int, h: int, w: int, boxes) -> tuple[tf.Tensor, tf.Tensor]:
     """The paste mask ``(N, H, W)`` of ``boxes`` and ``lam = 1 - area / (H W)`` (float64 ``(N,)``)."""
     boxes = check_params("cutmix", "boxes", boxes, (n, 4), "int")
     # 0 <= top <= bottom <= H and 0 <= left <= right <= W: an empty box (top == bottom) is allowed.
-    check_range("cutmix", "boxes[:, (0, 2)] (rows)", boxes[:, [0, 2]], 0, h)
-    check_range("cutmix", "boxes[:, (1, 3)] (columns)", boxes[:, [1, 3]], 0, w)
+    check_values_in("cutmix", "boxes[:, (0, 2)] (rows)", boxes[:, [0, 2]], 0, h)
+    check_values_in("cutmix", "boxes[:, (1, 3)] (columns)", boxes[:, [1, 3]], 0, w)
     if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
         raise ValueError("cutmix: boxes must have top <= bottom and left <= right")
     boxes = tf.constant(boxes, tf.int64)  # (N, 4)

@@ -35,10 +35,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input, dtype_name
+from ml100.checks import check_input, check_range, dtype_name
 
 from ..module import Module
-from .optim import check_range
 
 #: Directions of improvement for early stopping.
 EARLY_STOPPING_MODES = ("min", "max")
