@@ -323,3 +323,17 @@ def keras_dense_reference(in_features: int, out_features: int, prefix: str = "",
         return run_tf(call, inputs, ("x",), cotangents, params, to_canonical)
 
     return run
+
+
+def gradient_descent_curves(module: str, build: Callable, make_loss: Callable, x: np.ndarray, y: np.ndarray,
+                            steps: int, lr: float) -> dict[str, list[float]]:
+    """Full-batch gradient descent in every tree through its own ``Trainer`` and ``SGD`` (days 9-11):
+    the loss at each step. ``build(tree_module)`` and ``make_loss(tree_module)`` come from the topic."""
+    curves = {}
+    for tree in TREES:
+        topic = get_module(tree, module)
+        model = build(topic)
+        optimizer = get_module(tree, "foundations.optim").SGD(dict(model.named_parameters()), lr=lr)
+        trainer = get_module(tree, "foundations.trainer").Trainer(model, make_loss(topic), optimizer)
+        curves[tree] = [trainer.train_step(x, y) for _ in range(steps)]
+    return curves

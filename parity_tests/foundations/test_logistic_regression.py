@@ -8,7 +8,7 @@ import torch
 
 from ml100.backends import get_module
 from parity_tests.harness import (
-    Case, TREES, check_parity, gradcheck_numpy, keras_dense_reference,
+    Case, TREES, check_parity, gradcheck_numpy, gradient_descent_curves, keras_dense_reference,
     run_all_trees, run_tf, run_torch, torch_linear_reference
 )
 
@@ -135,32 +135,8 @@ def test_logistic_regression_training_parity():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((32, IN))
     y = (x @ rng.standard_normal(IN) + 0.3 * rng.standard_normal(32) > 0).astype(np.float64)
-    curves = {}
-    for tree in TREES:
-        m = get_module(tree, MODULE)
-        model, loss_fn = m.LogisticRegression(IN, dtype="float64", rng=np.random.default_rng(0)), m.BCEWithLogitsLoss(dtype="float64")
-        curves[tree] = []
-        for _ in range(20):
-            if tree == "numpy":
-                loss = loss_fn(model(x), y)
-                model.backward(loss_fn.backward())
-                grads = model.canonical_grads()
-                for name, param in model.named_parameters():
-                    param -= 0.5 * grads[name]
-            elif tree == "torch":
-                loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
-                model.zero_grad()
-                loss.backward()
-                with torch.no_grad():
-                    for param in model.parameters():
-                        param -= 0.5 * param.grad
-            else:
-                with tf.GradientTape() as tape:
-                    loss = loss_fn(model(tf.constant(x)), tf.constant(y))
-                params = dict(model.named_parameters())
-                for param, grad in zip(params.values(), tape.gradient(loss, list(params.values()))):
-                    param.assign_sub(0.5 * grad)
-            curves[tree].append(float(np.asarray(loss.detach() if tree == "torch" else loss)))
+    curves = gradient_descent_curves(MODULE, lambda m: m.LogisticRegression(IN, dtype="float64", rng=np.random.default_rng(0)),
+                                     lambda m: m.BCEWithLogitsLoss(dtype="float64"), x, y, steps=20, lr=0.5)
     assert np.all(np.diff(curves["numpy"]) < 0) and curves["numpy"][-1] < 0.6 * curves["numpy"][0]
     for tree in ("torch", "tf"):
         np.testing.assert_allclose(curves[tree], curves["numpy"], rtol=1e-12, err_msg=tree)

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from ml100.backends import get_module
 from parity_tests.harness import (
-    Case, TREES, assert_no_failures, check_parity, compare_results,
-    compare_tensors, gradcheck_numpy, keras_dense_reference, run_all_trees, run_tf, run_torch,
-    torch_linear_reference
+    Case, TREES, assert_no_failures, check_parity, compare_results, compare_tensors,
+    gradcheck_numpy, gradient_descent_curves, keras_dense_reference, run_all_trees, run_tf,
+    run_torch, torch_linear_reference
 )
 
 MODULE = "foundations.softmax_regression"
@@ -146,34 +146,8 @@ def test_softmax_regression_training_parity():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((32, IN))
     y = np.argmax(x @ rng.standard_normal((IN, C)), axis=-1).astype(np.int64)
-    curves = {}
-    for tree in TREES:
-        m = get_module(tree, MODULE)
-        model = m.SoftmaxRegression(IN, C, dtype="float64", rng=np.random.default_rng(0))
-        loss_fn = m.CrossEntropyLoss(label_smoothing=0.05, dtype="float64")
-        curves[tree] = []
-        for _ in range(20):
-            if tree == "numpy":
-                loss = loss_fn(model(x), y)
-                model.backward(loss_fn.backward())
-                grads = model.canonical_grads()
-                for name, param in model.named_parameters():
-                    param -= 0.5 * grads[name]
-            elif tree == "torch":
-                loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
-                model.zero_grad()
-                loss.backward()
-                with torch.no_grad():
-                    for param in model.parameters():
-                        param -= 0.5 * param.grad
-                loss = loss.detach()
-            else:
-                with tf.GradientTape() as tape:
-                    loss = loss_fn(model(tf.constant(x)), tf.constant(y))
-                params = dict(model.named_parameters())
-                for param, grad in zip(params.values(), tape.gradient(loss, list(params.values()))):
-                    param.assign_sub(0.5 * grad)
-            curves[tree].append(float(np.asarray(loss)))
+    curves = gradient_descent_curves(MODULE, lambda m: m.SoftmaxRegression(IN, C, dtype="float64", rng=np.random.default_rng(0)),
+                                     lambda m: m.CrossEntropyLoss(label_smoothing=0.05, dtype="float64"), x, y, steps=20, lr=0.5)
     assert np.all(np.diff(curves["numpy"]) < 0) and curves["numpy"][-1] < 0.6 * curves["numpy"][0]
     for tree in ("torch", "tf"):
         np.testing.assert_allclose(curves[tree], curves["numpy"], rtol=1e-12, err_msg=tree)
