@@ -31,6 +31,26 @@ def dtype_name(dtype) -> str:
     return name.replace("torch.", "")
 
 
+#: Backend -> (the array type its modules take, how to get one from a NumPy array).
+ARRAY_TYPES = {
+    "numpy": ("numpy.ndarray", "np.asarray(x)"),
+    "torch": ("torch.Tensor", "torch.from_numpy(x)"),
+    "tf": ("tf.Tensor", "tf.constant(x)"),
+}
+
+
+def check_array_type(owner: str, backend: str, value, expected: type) -> None:
+    """A model of ``backend``'s tree called on another framework's array gets a clear ``TypeError``
+    (instead of an ``@`` or ``.rank`` failure deep inside the first layer)."""
+    if isinstance(value, expected):
+        return
+    kind = type(value)
+    if kind.__module__.split(".")[0] in ("numpy", "torch", "tensorflow") or hasattr(value, "__array__"):
+        name, convert = ARRAY_TYPES[backend]
+        raise TypeError(f"{owner}: the {backend} tree takes a {name} as its input, got "
+                        f"{kind.__module__}.{kind.__name__}; convert it with {convert}")
+
+
 def check_input(
     owner: str,
     arg: str,

@@ -1,22 +1,51 @@
 """The base class of the NumPy tree: parameters, gradients and the canonical state dict.
 
 There is no autograd here. A ``Module`` keeps its parameters in ``self.params`` (canonical local
-name -> array) and its ``backward`` writes the gradient of each under the same key in
-``self.grads``. Submodules assigned as attributes are registered, so full names read like
-PyTorch's (``layers.0.weight``) and one canonical state dict describes the whole model.
+name -> array) and its ``backward`` **adds** the gradient of each into ``self.grads`` under the
+same key, as autograd accumulates into torch's ``.grad``; ``zero_grad()`` clears them. Submodules
+assigned as attributes are registered, so full names read like PyTorch's (``layers.0.weight``)
+and one canonical state dict describes the whole model.
+
+What backward needs is a **stack**: ``forward`` pushes it with ``save_for_backward`` and
+``backward`` pops it with ``saved_for_backward`` (last in, first out). A module called twice —
+an RNN cell over T steps, a tied embedding, a block reused — is backpropagated in the reverse
+order of its calls and ends up with the sum of both uses' gradients, as in torch::
+
+    y = lin(lin(x))                       # two pushes
+    g_x = lin.backward(lin.backward(g))   # two pops; lin.grads holds both uses' sum
+
+Inside ``with no_grad():`` (the counterpart of ``torch.no_grad()``) forwards push nothing, so
+inference and long sampling loops keep no memory; ``eval()`` only switches layer behaviour
+(batch norm, dropout), as in torch.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
-from ml100.checks import resolve_dtype
+from ml100.checks import check_array_type, resolve_dtype
 from ml100.weights import check_state_dict
 
 
+#: Whether forwards save what backward needs; ``no_grad`` switches it off for a block.
+_grad_mode = {"enabled": True}
+
+
+@contextmanager
+def no_grad():
+    """Forwards inside keep no cache (nothing to backpropagate), as in ``torch.no_grad()``."""
+    previous = _grad_mode["enabled"]
+    _grad_mode["enabled"] = False
+    try:
+        yield
+    finally:
+        _grad_mode["enabled"] = previous
+
+
 class Module:
-    """A layer or model: ``forward`` caches, ``backward`` returns the input gradient."""
+    """A layer or model: ``forward`` pushes its cache, ``backward`` pops it and returns the input gradient."""
 
     def __init__(self, dtype="float32"):
         # Registered before any attribute, since __setattr__ below writes into it.
@@ -26,6 +55,7 @@ class Module:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.training = True
+        self._saved: list[tuple] = []
 
     def __setattr__(self, name, value):
         if isinstance(value, Module):
@@ -33,6 +63,8 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __call__(self, *args, **kwargs):
+        if args:
+            check_array_type(type(self).__name__, "numpy", args[0], np.ndarray)
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
@@ -40,6 +72,20 @@ class Module:
 
     def backward(self, grad_out):
         raise NotImplementedError
+
+    def save_for_backward(self, *values) -> None:
+        """Push what this call's ``backward`` will need (nothing inside ``no_grad``)."""
+        if _grad_mode["enabled"]:
+            self._saved.append(values)
+
+    def saved_for_backward(self):
+        """Pop what the latest not yet backpropagated call saved: one value, or a tuple of several."""
+        if not self._saved:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: nothing cached to backpropagate; call forward (outside "
+                "no_grad()) once before each backward, and backward at most once per forward call")
+        values = self._saved.pop()
+        return values[0] if len(values) == 1 else values
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         yield prefix.rstrip("."), self
@@ -75,10 +121,11 @@ class Module:
             target[...] = state[name]
 
     def canonical_grads(self) -> dict[str, np.ndarray]:
-        """The gradients of the last ``backward``, under the parameters' canonical names."""
+        """The gradients accumulated since the last ``zero_grad``, under the parameters' canonical names."""
         return {name: grad.copy() for name, grad in self.named_grads()}
 
     def zero_grad(self) -> None:
+        """Clear every gradient (to zeros, ready for ``+=``), as ``optimizer.zero_grad()`` does in torch."""
         for _, module in self.named_modules():
             module.grads = {name: np.zeros_like(value) for name, value in module.params.items()}
 

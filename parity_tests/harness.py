@@ -94,6 +94,8 @@ def random_weights(state: dict[str, np.ndarray], rng: np.random.Generator, custo
 
 
 def run_numpy(model, inputs: dict, differentiable, cotangents) -> Result:
+    if hasattr(model, "zero_grad"):
+        model.zero_grad()
     outputs = as_list(model.forward(*inputs.values()))
     grads = model.backward(*cotangents)
     grads = grads if isinstance(grads, tuple) else (grads,)
@@ -247,7 +249,8 @@ def check_parity(case: Case, dtype: str) -> dict[str, Result]:
         state = share_weights(models, case, Path(tmp))
     rng = np.random.default_rng(case.seed + 2)
     inputs = case.inputs(dtype, rng)
-    outputs = as_list(models["numpy"].forward(*inputs.values()))
+    with get_module("numpy", "module").no_grad():
+        outputs = as_list(models["numpy"].forward(*inputs.values()))
     cotangents = [rng.standard_normal(np.shape(out)).astype(dtype) for out in outputs]
     results = run_all_trees(case, dtype, inputs, cotangents, models)
     for name, reference in case.references.items():
@@ -267,12 +270,14 @@ def gradcheck_numpy(case: Case) -> None:
     rng = np.random.default_rng(case.seed + 1)
     model.load_canonical_state_dict(random_weights(model.canonical_state_dict(), rng, case.weights))
     inputs = case.inputs(dtype, np.random.default_rng(case.seed + 2))
-    outputs = as_list(model.forward(*inputs.values()))
+    with get_module("numpy", "module").no_grad():
+        outputs = as_list(model.forward(*inputs.values()))
     cotangents = [rng.standard_normal(np.shape(out)) for out in outputs]
     analytic = run_numpy(model, inputs, case.differentiable, cotangents)
 
     def loss() -> float:
-        return float(sum(np.sum(out * cot) for out, cot in zip(as_list(model.forward(*inputs.values())), cotangents)))
+        with get_module("numpy", "module").no_grad():
+            return float(sum(np.sum(out * cot) for out, cot in zip(as_list(model.forward(*inputs.values())), cotangents)))
 
     targets = {f"input {name}": (inputs[name], analytic.input_grads[name]) for name in case.differentiable}
     params = dict(model.named_parameters())

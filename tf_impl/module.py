@@ -8,12 +8,13 @@ layouts convert ``tf.GradientTape`` gradients, so gradients come back canonical 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import resolve_dtype
+from ml100.checks import check_array_type, resolve_dtype
 from ml100.weights import check_state_dict
 
 #: Canonical dtype name -> TF dtype.
@@ -40,6 +41,12 @@ TRANSPOSED = Layout(lambda a: a.T, lambda a: a.T)
 HWIO = Layout(lambda a: np.transpose(a, (2, 3, 1, 0)), lambda a: np.transpose(a, (3, 2, 0, 1)))
 
 
+def no_grad():
+    """Inference without recording gradients. TF records only inside a ``tf.GradientTape``, so
+    outside one there is nothing to switch off: the counterpart of the other trees' ``no_grad``."""
+    return nullcontext()
+
+
 class Module(tf.Module):
     """A layer or model: ``forward`` only; ``tf.GradientTape`` supplies the backward."""
 
@@ -53,6 +60,8 @@ class Module(tf.Module):
         self.training = True
 
     def __call__(self, *args, **kwargs):
+        if args:
+            check_array_type(type(self).__name__, "tf", args[0], (tf.Tensor, tf.Variable))
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):

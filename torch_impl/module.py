@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml100.checks import dtype_name, resolve_dtype
+from ml100.checks import check_array_type, dtype_name, resolve_dtype
 from ml100.weights import check_state_dict
 
 #: Canonical dtype name -> torch dtype.
@@ -22,12 +22,22 @@ def torch_dtype(dtype) -> torch.dtype:
     return TORCH_DTYPES[resolve_dtype(dtype)]
 
 
+def no_grad():
+    """Inference without recording a graph: torch's own ``torch.no_grad()``."""
+    return torch.no_grad()
+
+
 class Module(nn.Module):
     """A layer or model: ``forward`` only; autograd supplies the backward."""
 
     def __init__(self, dtype="float32"):
         super().__init__()
         self.dtype = resolve_dtype(dtype)
+
+    def __call__(self, *args, **kwargs):
+        if args:
+            check_array_type(type(self).__name__, "torch", args[0], torch.Tensor)
+        return super().__call__(*args, **kwargs)
 
     def canonical_state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer as NumPy arrays, by canonical name."""
