@@ -59,11 +59,12 @@ class Activation(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(type(self).__name__, "x", x.shape, x.dtype, expected_dtype=self.dtype)
-        self.x = x
+        self.save_for_backward(x)
         return self.function(x)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out * self.derivative(self.x)
+        x = self.saved_for_backward()  # like grad_out
+        return grad_out * self.derivative(x)
 
 
 class ReLU(Activation):

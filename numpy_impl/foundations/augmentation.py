@@ -149,12 +149,13 @@ class HorizontalFlip(Module):
 
     def forward(self, images: np.ndarray, flip) -> np.ndarray:
         check_images("HorizontalFlip", images, self.dtype)
-        self.flip = np.asarray(flip)
+        self.save_for_backward(np.asarray(flip))
         return horizontal_flip(images, flip)  # (N, C, H, W)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        flip = self.saved_for_backward()  # (N,)
         # A mirror is its own inverse and its own transpose: flip the gradient back.
-        return horizontal_flip(grad_out, self.flip)  # (N, C, H, W)
+        return horizontal_flip(grad_out, flip)  # (N, C, H, W)
 
 
 class PadAndCrop(Module):
@@ -166,13 +167,14 @@ class PadAndCrop(Module):
 
     def forward(self, images: np.ndarray, offsets) -> np.ndarray:
         check_images("PadAndCrop", images, self.dtype)
-        self.offsets = np.asarray(offsets)
+        self.save_for_backward(np.asarray(offsets))
         return pad_and_crop(images, self.padding, offsets)  # (N, C, H, W)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        offsets = self.saved_for_backward()  # (N, 2)
         # y[i] = x[i + o - p]: the adjoint reads g[k - o + p] = g[k + (2p - o) - p], the crop at the
         # mirrored offset 2p - o (pixels shifted out of the window get no gradient, as they should).
-        return pad_and_crop(grad_out, self.padding, 2 * self.padding - self.offsets)  # (N, C, H, W)
+        return pad_and_crop(grad_out, self.padding, 2 * self.padding - offsets)  # (N, C, H, W)
 
 
 class Cutout(Module):
@@ -184,12 +186,13 @@ class Cutout(Module):
 
     def forward(self, images: np.ndarray, centers) -> np.ndarray:
         check_images("Cutout", images, self.dtype)
-        self.centers = np.asarray(centers)
+        self.save_for_backward(np.asarray(centers))
         return cutout(images, centers, self.size)  # (N, C, H, W)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        centers = self.saved_for_backward()  # (N, 2)
         # Zeroed pixels do not depend on x: the gradient is masked by the same square.
-        return cutout(grad_out, self.centers, self.size)  # (N, C, H, W)
+        return cutout(grad_out, centers, self.size)  # (N, C, H, W)
 
 
 class Mixup(Module):
@@ -198,15 +201,16 @@ class Mixup(Module):
     def forward(self, images: np.ndarray, labels_onehot: np.ndarray, lam, perm) -> tuple[np.ndarray, np.ndarray]:
         check_images("Mixup", images, self.dtype)
         out = mixup(images, labels_onehot, lam, perm)  # (N, C, H, W), (N, K)
-        self.lam = np.broadcast_to(np.asarray(lam), (images.shape[0],)).astype(images.dtype)  # (N,)
-        self.perm = np.asarray(perm)  # (N,)
+        lam = np.broadcast_to(np.asarray(lam), (images.shape[0],)).astype(images.dtype)  # (N,)
+        self.save_for_backward(lam, np.asarray(perm))
         return out
 
     def backward(self, grad_images: np.ndarray, grad_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # x'[n] = λ_n x[n] + (1-λ_n) x[π(n)]: x[m] receives λ_m g[m] directly and (1-λ_n) g[n] from
         # the n with π(n) = m, i.e. n = π⁻¹(m) — a gather by the inverse permutation.
-        inverse = np.argsort(self.perm)  # (N,)
-        return tuple(_mix_adjoint(g, self.lam, 1 - self.lam, inverse) for g in (grad_images, grad_labels))
+        lam, perm = self.saved_for_backward()  # (N,), (N,)
+        inverse = np.argsort(perm)  # (N,)
+        return tuple(_mix_adjoint(g, lam, 1 - lam, inverse) for g in (grad_images, grad_labels))
 
 
 def _mix_adjoint(grad: np.ndarray, keep: np.ndarray, take: np.ndarray, inverse: np.ndarray) -> np.ndarray:
@@ -223,14 +227,13 @@ class CutMix(Module):
         n, h, w = check_images("CutMix", images, self.dtype)
         out = cutmix(images, labels_onehot, boxes, perm)  # (N, C, H, W), (N, K)
         inside, lam = cutmix_mask(n, h, w, boxes)  # (N, H, W), (N,)
-        self.inside = inside[:, None].astype(images.dtype)  # (N, 1, H, W)
-        self.lam = lam.astype(images.dtype)  # (N,)
-        self.perm = np.asarray(perm)  # (N,)
+        self.save_for_backward(inside[:, None].astype(images.dtype), lam.astype(images.dtype), np.asarray(perm))
         return out
 
     def backward(self, grad_images: np.ndarray, grad_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inverse = np.argsort(self.perm)  # (N,)
+        inside, lam, perm = self.saved_for_backward()  # (N, 1, H, W), (N,), (N,)
+        inverse = np.argsort(perm)  # (N,)
         # Pixels: outside the box x[n] keeps its own gradient; inside, it goes to the pasted source
         # x[π(n)] — the same adjoint as mixup's, with a 0/1 mask in place of λ.
-        grad_x = _mix_adjoint(grad_images, 1 - self.inside, self.inside, inverse)  # (N, C, H, W)
-        return grad_x, _mix_adjoint(grad_labels, self.lam, 1 - self.lam, inverse)  # (N, K)
+        grad_x = _mix_adjoint(grad_images, 1 - inside, inside, inverse)  # (N, C, H, W)
+        return grad_x, _mix_adjoint(grad_labels, lam, 1 - lam, inverse)  # (N, K)

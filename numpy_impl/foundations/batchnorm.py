@@ -97,16 +97,16 @@ class _BatchNorm(Module):
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]  # (C,), (C,)
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (C,)
         x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)  # like x
-        self.cache = (x_hat, inv_std, axes, shape, n, self._uses_batch_stats())
+        self.save_for_backward(x_hat, inv_std, axes, shape, n, self._uses_batch_stats())
         if not self.affine:
             return x_hat
         return x_hat * self.params["weight"].reshape(shape) + self.params["bias"].reshape(shape)  # like x
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_hat, inv_std, axes, shape, n, batch_stats = self.cache
+        x_hat, inv_std, axes, shape, n, batch_stats = self.saved_for_backward()
         if self.affine:
-            self.grads["weight"] = (grad_out * x_hat).sum(axis=axes)  # (C,)
-            self.grads["bias"] = grad_out.sum(axis=axes)  # (C,)
+            self.grads["weight"] += (grad_out * x_hat).sum(axis=axes)  # (C,)
+            self.grads["bias"] += grad_out.sum(axis=axes)  # (C,)
             g_hat = grad_out * self.params["weight"].reshape(shape)  # like x: ∂L/∂x̂
         else:
             g_hat = grad_out  # like x

@@ -36,11 +36,12 @@ class Flatten(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input("Flatten", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
-        self.shape = x.shape
+        self.save_for_backward(x.shape)
         return x.reshape(x.shape[0], -1)  # (N, C*H*W)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out.reshape(self.shape)  # (N, C, H, W)
+        shape = self.saved_for_backward()  # (N, C, H, W)
+        return grad_out.reshape(shape)  # (N, C, H, W)
 
 
 class CNN(Module):

@@ -38,17 +38,19 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input("Linear", "x", x.shape, x.dtype, expected_dtype=self.dtype, last_dim=self.in_features)
-        self.x = x  # (..., in)
+        self.save_for_backward(x)
         y = x @ self.params["weight"].T  # (..., out)
         if "bias" in self.params:
             y = y + self.params["bias"]  # (..., out)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x = self.saved_for_backward()  # (..., in)
         # Every leading axis is a row of the batch: flatten so the weight gradient is one GEMM.
-        x_rows = self.x.reshape(-1, self.in_features)  # (R, in)
+        x_rows = x.reshape(-1, self.in_features)  # (R, in)
         g_rows = grad_out.reshape(-1, self.out_features)  # (R, out)
-        self.grads["weight"] = g_rows.T @ x_rows  # (out, in)
+        # += : a layer used twice (or over T steps) sums the gradients of every use, as .grad does.
+        self.grads["weight"] += g_rows.T @ x_rows  # (out, in)
         if "bias" in self.params:
-            self.grads["bias"] = g_rows.sum(axis=0)  # (out,)
+            self.grads["bias"] += g_rows.sum(axis=0)  # (out,)
         return grad_out @ self.params["weight"]  # (..., in)

@@ -151,13 +151,15 @@ def validation_curve(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
 def _gd_step(model: LinearRegression, x: np.ndarray, y: np.ndarray, lr: float, l2: float) -> float:
     """One plain gradient step on :math:`J` over the rows given; returns :math:`J` before the step."""
     weight = model.linear.params["weight"]  # (out, in)
+    # Gradients accumulate: clear the last step's before this backward.
+    model.zero_grad()
     pred = model.forward(x)  # (B, out)
     loss = mse_loss(pred, y) + l2 * np.sum(weight**2)  # ()
     # dJ/dpred of the mean over rows of the summed squares.
     grad_pred = 2.0 * (pred - y) / x.shape[0]  # (B, out)
     model.backward(grad_pred)
     # The penalty never touches the prediction, so its gradient 2*l2*W is added after backward.
-    model.linear.grads["weight"] = model.linear.grads["weight"] + 2.0 * l2 * weight  # (out, in)
+    model.linear.grads["weight"] += 2.0 * l2 * weight  # (out, in)
     for (_, param), (_, grad) in zip(model.named_parameters(), model.named_grads()):
         # In place, so the arrays the model (and its state dict) hold are the ones updated.
         param -= lr * grad

@@ -29,7 +29,7 @@ import numpy as np
 
 from ml100.checks import check_input
 
-from ..module import Module
+from ..module import Module, no_grad
 from .activations import sigmoid
 from .linear import Linear
 
@@ -53,7 +53,8 @@ def reduce_loss(loss: np.ndarray, reduction: str) -> np.ndarray:
 
 class Loss(Module):
     """Elementwise loss terms reduced by ``reduction``; subclasses write ``forward`` (and, in NumPy,
-    ``derivative``: the gradient of each term with respect to the input)."""
+    ``derivative(*saved)``: the gradient of each term with respect to the input, from what the
+    forward handed to ``reduce``)."""
 
     #: The reductions this loss accepts.
     reductions = REDUCTIONS
@@ -70,17 +71,20 @@ class Loss(Module):
         check_input(owner, input_name, input.shape, input.dtype, expected_dtype=self.dtype)
         check_input(owner, "target", target.shape, target.dtype, expected_dtype=self.dtype, shape_like=input.shape)
 
-    def reduce(self, loss: np.ndarray) -> np.ndarray:
-        self.loss_shape = loss.shape  # backward spreads grad_out back over the unreduced terms
+    def reduce(self, loss: np.ndarray, *saved) -> np.ndarray:
+        """Reduce the terms; ``saved`` (what ``derivative`` needs) is pushed for backward with the
+        terms' shape, over which backward spreads ``grad_out`` back."""
+        self.save_for_backward(loss.shape, saved)
         return reduce_loss(loss, self.reduction)
 
     def backward(self, grad_out=1.0) -> np.ndarray:
         """``grad_out`` (0-d for a reduced loss, shaped like the terms for ``"none"``) -> grad of the input."""
+        loss_shape, saved = self.saved_for_backward()
         grad_out = np.asarray(grad_out, dtype=self.dtype)
-        size, batch = int(np.prod(self.loss_shape)), (self.loss_shape[0] if self.loss_shape else 1)
+        size, batch = int(np.prod(loss_shape)), (loss_shape[0] if loss_shape else 1)
         scale = {"mean": 1.0 / max(size, 1), "batchmean": 1.0 / max(batch, 1)}.get(self.reduction, 1.0)
-        grad_loss = np.broadcast_to(grad_out * np.asarray(scale, self.dtype), self.loss_shape)  # dL/dℓ
-        derivative = self.derivative()  # dℓ/d input, with trailing axes the terms lack (classes)
+        grad_loss = np.broadcast_to(grad_out * np.asarray(scale, self.dtype), loss_shape)  # dL/dℓ
+        derivative = self.derivative(*saved)  # dℓ/d input, with trailing axes the terms lack (classes)
         return grad_loss.reshape(grad_loss.shape + (1,) * (derivative.ndim - grad_loss.ndim)) * derivative
 
 
@@ -89,14 +93,13 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(logits, target, "logits")
-        self.logits, self.target = logits, target
         positive = logits >= 0
         # max(z, 0) - z y + log(1 + exp(-|z|)): exp only ever sees -|z| <= 0.
         loss = np.where(positive, logits, 0.0) - logits * target + np.log1p(np.exp(np.where(positive, -logits, logits)))
-        return self.reduce(loss)
+        return self.reduce(loss, logits, target)
 
-    def derivative(self) -> np.ndarray:
-        return sigmoid(self.logits) - self.target
+    def derivative(self, logits: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return sigmoid(logits) - target
 
 
 class LogisticRegression(Module):
@@ -120,4 +123,5 @@ class LogisticRegression(Module):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class labels ``(N,)`` int64: 1 where :math:`z \\ge 0` (:math:`p \\ge 0.5`), else 0."""
-        return (self.forward(x) >= 0).astype(np.int64)
+        with no_grad():
+            return (self.forward(x) >= 0).astype(np.int64)

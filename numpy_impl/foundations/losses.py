@@ -42,11 +42,11 @@ class MSELoss(Loss):
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(input, target)
-        self.diff = input - target
-        return self.reduce(self.diff**2)
+        diff = input - target
+        return self.reduce(diff**2, diff)
 
-    def derivative(self) -> np.ndarray:
-        return 2.0 * self.diff
+    def derivative(self, diff: np.ndarray) -> np.ndarray:
+        return 2.0 * diff
 
 
 class L1Loss(Loss):
@@ -54,11 +54,11 @@ class L1Loss(Loss):
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(input, target)
-        self.diff = input - target
-        return self.reduce(np.abs(self.diff))
+        diff = input - target
+        return self.reduce(np.abs(diff), diff)
 
-    def derivative(self) -> np.ndarray:
-        return np.sign(self.diff)
+    def derivative(self, diff: np.ndarray) -> np.ndarray:
+        return np.sign(diff)
 
 
 class HuberLoss(Loss):
@@ -72,12 +72,12 @@ class HuberLoss(Loss):
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(input, target)
-        self.diff = input - target
-        abs_diff = np.abs(self.diff)
-        return self.reduce(np.where(abs_diff < self.delta, 0.5 * self.diff**2, self.delta * (abs_diff - 0.5 * self.delta)))
+        diff = input - target
+        abs_diff = np.abs(diff)
+        return self.reduce(np.where(abs_diff < self.delta, 0.5 * diff**2, self.delta * (abs_diff - 0.5 * self.delta)), diff)
 
-    def derivative(self) -> np.ndarray:
-        return np.clip(self.diff, -self.delta, self.delta)
+    def derivative(self, diff: np.ndarray) -> np.ndarray:
+        return np.clip(diff, -self.delta, self.delta)
 
 
 class BCELoss(Loss):
@@ -87,20 +87,19 @@ class BCELoss(Loss):
         self.check_pair(input, target)
         if np.any((input < 0) | (input > 1)):
             raise ValueError("BCELoss: input must hold probabilities in [0, 1] (use BCEWithLogitsLoss on logits)")
-        self.input, self.target = input, target
         positive, below_one = input > 0, input < 1
         # The inner where feeds log a harmless 1 where the outer one answers LOG_FLOOR anyway,
         # so that the autograd trees' gradient stays 0 (not 0/0) at p = 0 and p = 1.
-        self.log_p = np.where(positive, np.maximum(np.log(np.where(positive, input, 1.0)), LOG_FLOOR), LOG_FLOOR)
-        self.log_1mp = np.where(below_one, np.maximum(np.log1p(-np.where(below_one, input, 0.0)), LOG_FLOOR), LOG_FLOOR)
-        return self.reduce(-(target * self.log_p + (1.0 - target) * self.log_1mp))
+        log_p = np.where(positive, np.maximum(np.log(np.where(positive, input, 1.0)), LOG_FLOOR), LOG_FLOOR)
+        log_1mp = np.where(below_one, np.maximum(np.log1p(-np.where(below_one, input, 0.0)), LOG_FLOOR), LOG_FLOOR)
+        return self.reduce(-(target * log_p + (1.0 - target) * log_1mp), input, target, log_p, log_1mp)
 
-    def derivative(self) -> np.ndarray:
+    def derivative(self, input: np.ndarray, target: np.ndarray, log_p: np.ndarray, log_1mp: np.ndarray) -> np.ndarray:
         # d log p/dp = 1/p, d log(1-p)/dp = -1/(1-p); 0 where the log is floored.
-        live_p, live_1mp = self.log_p > LOG_FLOOR, self.log_1mp > LOG_FLOOR
-        d_log_p = np.where(live_p, 1.0 / np.where(live_p, self.input, 1.0), 0.0)
-        d_log_1mp = np.where(live_1mp, -1.0 / (1.0 - np.where(live_1mp, self.input, 0.0)), 0.0)
-        return -(self.target * d_log_p + (1.0 - self.target) * d_log_1mp)
+        live_p, live_1mp = log_p > LOG_FLOOR, log_1mp > LOG_FLOOR
+        d_log_p = np.where(live_p, 1.0 / np.where(live_p, input, 1.0), 0.0)
+        d_log_1mp = np.where(live_1mp, -1.0 / (1.0 - np.where(live_1mp, input, 0.0)), 0.0)
+        return -(target * d_log_p + (1.0 - target) * d_log_1mp)
 
 
 class KLDivLoss(Loss):
@@ -114,12 +113,11 @@ class KLDivLoss(Loss):
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(input, target)
-        self.target = target
         if self.log_target:
             loss = np.exp(target) * (target - input)
         else:
             loss = xlogy(target, target) - target * input  # y log y is 0 where y = 0
-        return self.reduce(loss)
+        return self.reduce(loss, target)
 
-    def derivative(self) -> np.ndarray:
-        return -np.exp(self.target) if self.log_target else -self.target
+    def derivative(self, target: np.ndarray) -> np.ndarray:
+        return -np.exp(target) if self.log_target else -target

@@ -55,5 +55,6 @@ class MLP(Module):
         grad = self.layers[-1].backward(grad_out)  # (N, hidden)
         # Walk the hidden layers in reverse: each activation, then the layer that fed it.
         for layer, act in zip(reversed(self.layers[:-1]), reversed(list(self.activations))):
-            grad = layer.backward(act.backward(grad))  # (N, previous width)
+            grad = act.backward(grad)  # (N, width)
+            grad = layer.backward(grad)  # (N, previous width)
         return grad

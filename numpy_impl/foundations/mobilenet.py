@@ -80,8 +80,12 @@ class DepthwiseSeparableConv(Module):
         return self.relu2(self.bn2(self.pointwise(out)))  # (N, C_out, Ho, Wo)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        grad = self.pointwise.backward(self.bn2.backward(self.relu2.backward(grad_out)))  # (N, C_in, Ho, Wo)
-        return self.depthwise.backward(self.bn1.backward(self.relu1.backward(grad)))  # (N, C_in, H, W)
+        g = self.relu2.backward(grad_out)  # (N, C_out, Ho, Wo)
+        g = self.bn2.backward(g)  # (N, C_out, Ho, Wo)
+        g = self.pointwise.backward(g)  # (N, C_in, Ho, Wo)
+        g = self.relu1.backward(g)  # (N, C_in, Ho, Wo)
+        g = self.bn1.backward(g)  # (N, C_in, Ho, Wo)
+        return self.depthwise.backward(g)  # (N, C_in, H, W)
 
 
 class SqueezeExcitation(Module):
@@ -105,16 +109,20 @@ class SqueezeExcitation(Module):
         # The pooled vector as a 1×1 image, so fc1/fc2 are convolutions as in torchvision.
         pooled = self.avgpool(x).reshape(n, c, 1, 1)  # (N, C, 1, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(pooled))))  # (N, C, 1, 1)
-        self.x, self.scale = x, scale
+        self.save_for_backward(x, scale)
         return x * scale  # (N, C, H, W)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x, scale = self.saved_for_backward()  # (N, C, H, W), (N, C, 1, 1)
         n, c = grad_out.shape[:2]
         # Path 1: x scaled by a constant gate.
-        grad_direct = grad_out * self.scale  # (N, C, H, W)
+        grad_direct = grad_out * scale  # (N, C, H, W)
         # Path 2: the gate's own gradient, summed over the pixels it multiplied.
-        grad_scale = np.sum(grad_out * self.x, axis=(2, 3), keepdims=True)  # (N, C, 1, 1)
-        grad_pooled = self.fc1.backward(self.activation.backward(self.fc2.backward(self.scale_activation.backward(grad_scale))))  # (N, C, 1, 1)
+        grad_scale = np.sum(grad_out * x, axis=(2, 3), keepdims=True)  # (N, C, 1, 1)
+        g = self.scale_activation.backward(grad_scale)  # (N, C, 1, 1)
+        g = self.fc2.backward(g)  # (N, C_sq, 1, 1)
+        g = self.activation.backward(g)  # (N, C_sq, 1, 1)
+        grad_pooled = self.fc1.backward(g)  # (N, C, 1, 1)
         grad_gate = self.avgpool.backward(grad_pooled.reshape(n, c))  # (N, C, H, W)
         return grad_direct + grad_gate  # (N, C, H, W)
 

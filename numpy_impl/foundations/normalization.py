@@ -92,8 +92,9 @@ class LayerNorm(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input("LayerNorm", "x", x.shape, x.dtype, expected_dtype=self.dtype)
         _check_trailing("LayerNorm", x.shape, self.normalized_shape)
-        self.x_hat, self.inv = normalize_over_axes(x, self.axes, self.eps)  # (..., *S), (..., 1s)
-        y = self.x_hat  # (..., *S)
+        x_hat, inv = normalize_over_axes(x, self.axes, self.eps)  # (..., *S), (..., 1s)
+        self.save_for_backward(x_hat, inv)
+        y = x_hat  # (..., *S)
         if "weight" in self.params:
             y = y * self.params["weight"]  # (..., *S)
         if "bias" in self.params:
@@ -102,14 +103,15 @@ class LayerNorm(Module):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         # weight and bias are shared by every leading position: sum their gradients over those axes.
+        x_hat, inv = self.saved_for_backward()  # (..., *S), (..., 1s)
         leading = tuple(range(grad_out.ndim - len(self.normalized_shape)))
         g = grad_out  # (..., *S)
         if "weight" in self.params:
-            self.grads["weight"] = (grad_out * self.x_hat).sum(axis=leading)  # (*S)
+            self.grads["weight"] += (grad_out * x_hat).sum(axis=leading)  # (*S)
             g = grad_out * self.params["weight"]  # (..., *S)
         if "bias" in self.params:
-            self.grads["bias"] = grad_out.sum(axis=leading)  # (*S)
-        return _normalize_backward(g, self.x_hat, self.inv, self.axes, center=True)  # (..., *S)
+            self.grads["bias"] += grad_out.sum(axis=leading)  # (*S)
+        return _normalize_backward(g, x_hat, inv, self.axes, center=True)  # (..., *S)
 
 
 class RMSNorm(Module):
@@ -128,19 +130,21 @@ class RMSNorm(Module):
         check_input("RMSNorm", "x", x.shape, x.dtype, expected_dtype=self.dtype)
         _check_trailing("RMSNorm", x.shape, self.normalized_shape)
         # No mean subtracted: RMSNorm only rescales, it does not re-center.
-        self.x_hat, self.inv = normalize_over_axes(x, self.axes, self.eps, center=False)  # (..., *S), (..., 1s)
-        y = self.x_hat  # (..., *S)
+        x_hat, inv = normalize_over_axes(x, self.axes, self.eps, center=False)  # (..., *S), (..., 1s)
+        self.save_for_backward(x_hat, inv)
+        y = x_hat  # (..., *S)
         if "weight" in self.params:
             y = y * self.params["weight"]  # (..., *S)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x_hat, inv = self.saved_for_backward()  # (..., *S), (..., 1s)
         leading = tuple(range(grad_out.ndim - len(self.normalized_shape)))
         g = grad_out  # (..., *S)
         if "weight" in self.params:
-            self.grads["weight"] = (grad_out * self.x_hat).sum(axis=leading)  # (*S)
+            self.grads["weight"] += (grad_out * x_hat).sum(axis=leading)  # (*S)
             g = grad_out * self.params["weight"]  # (..., *S)
-        return _normalize_backward(g, self.x_hat, self.inv, self.axes, center=False)  # (..., *S)
+        return _normalize_backward(g, x_hat, inv, self.axes, center=False)  # (..., *S)
 
 
 class GroupNorm(Module):
@@ -163,10 +167,11 @@ class GroupNorm(Module):
         n, c = x.shape[:2]
         # Split the channel axis into (groups, channels per group); a group is then a set of axes.
         grouped = x.reshape(n, self.num_groups, c // self.num_groups, *x.shape[2:])  # (N, G, C/G, *sp)
-        self.group_axes = tuple(range(2, grouped.ndim))
-        x_hat, self.inv = normalize_over_axes(grouped, self.group_axes, self.eps)  # (N, G, C/G, *sp), (N, G, 1s)
-        self.x_hat = x_hat.reshape(x.shape)  # (N, C, *sp)
-        y = self.x_hat  # (N, C, *sp)
+        group_axes = tuple(range(2, grouped.ndim))
+        x_hat, inv = normalize_over_axes(grouped, group_axes, self.eps)  # (N, G, C/G, *sp), (N, G, 1s)
+        x_hat = x_hat.reshape(x.shape)  # (N, C, *sp)
+        self.save_for_backward(x_hat, inv, group_axes)
+        y = x_hat  # (N, C, *sp)
         if "weight" in self.params:
             # Per-channel affine: (C,) broadcast against axis 1 of (N, C, *spatial).
             per_channel = (c,) + (1,) * (x.ndim - 2)
@@ -174,14 +179,15 @@ class GroupNorm(Module):
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x_hat, inv, group_axes = self.saved_for_backward()  # (N, C, *sp), (N, G, 1s)
         n, c = grad_out.shape[:2]
         # Every axis except the channel axis: batch and spatial positions share each channel's weight.
         shared = (0, *range(2, grad_out.ndim))
         g = grad_out  # (N, C, *sp)
         if "weight" in self.params:
-            self.grads["weight"] = (grad_out * self.x_hat).sum(axis=shared)  # (C,)
-            self.grads["bias"] = grad_out.sum(axis=shared)  # (C,)
+            self.grads["weight"] += (grad_out * x_hat).sum(axis=shared)  # (C,)
+            self.grads["bias"] += grad_out.sum(axis=shared)  # (C,)
             g = grad_out * self.params["weight"].reshape((c,) + (1,) * (grad_out.ndim - 2))  # (N, C, *sp)
         grouped = (n, self.num_groups, c // self.num_groups, *grad_out.shape[2:])
-        dx = _normalize_backward(g.reshape(grouped), self.x_hat.reshape(grouped), self.inv, self.group_axes, center=True)  # (N, G, C/G, *sp)
+        dx = _normalize_backward(g.reshape(grouped), x_hat.reshape(grouped), inv, group_axes, center=True)  # (N, G, C/G, *sp)
         return dx.reshape(grad_out.shape)  # (N, C, *sp)

@@ -65,7 +65,7 @@ class Dropout(Module):
         check_input("Dropout", "x", x.shape, x.dtype, expected_dtype=self.dtype)
         if not self.training:
             # Inverted dropout already rescaled in training: eval is the identity (mask ignored).
-            self.keep = None
+            self.save_for_backward(None)
             return x
         if mask is None:
             mask = dropout_mask(x.shape, self.p, self.rng)  # x.shape
@@ -73,14 +73,16 @@ class Dropout(Module):
         if mask.dtype != bool and not np.all((mask == 0) | (mask == 1)):
             raise ValueError("Dropout: a float mask must hold only 0 and 1")
         # A 0/1 mask in x's dtype: x * keep is exact, so the division is the only rounding.
-        self.keep = mask.astype(x.dtype)  # x.shape
-        return x * self.keep / (1 - self.p)  # x.shape
+        keep = mask.astype(x.dtype)  # x.shape
+        self.save_for_backward(keep)
+        return x * keep / (1 - self.p)  # x.shape
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        if self.keep is None:
+        keep = self.saved_for_backward()  # x.shape, or None in eval mode
+        if keep is None:
             return grad_out
         # y = x m / (1 - p) is linear in x: the gradient is zeroed and scaled by the same mask.
-        return grad_out * self.keep / (1 - self.p)  # x.shape
+        return grad_out * keep / (1 - self.p)  # x.shape
 
 
 def check_mask(shape, dtype, x_shape, x_dtype: str) -> None:

@@ -52,22 +52,27 @@ class BasicBlock(Module):
         rng = np.random.default_rng() if rng is None else rng
         self.conv1 = Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(channels, dtype=dtype)
-        self.relu1 = ReLU(dtype=dtype)
+        # One ReLU module used after every stage, as torchvision's (it has no state to keep apart).
+        self.relu = ReLU(dtype=dtype)
         self.conv2 = Conv2d(channels, channels, 3, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn2 = BatchNorm2d(channels, dtype=dtype)
-        self.relu2 = ReLU(dtype=dtype)
         self.downsample = downsample(in_channels, channels, stride, dtype, rng)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         identity = x if self.downsample is None else self.downsample(x)  # (N, C, Ho, Wo)
-        out = self.relu1(self.bn1(self.conv1(x)))  # (N, C, Ho, Wo)
+        out = self.relu(self.bn1(self.conv1(x)))  # (N, C, Ho, Wo)
         out = self.bn2(self.conv2(out))  # (N, C, Ho, Wo)
-        return self.relu2(out + identity)  # (N, C, Ho, Wo)
+        return self.relu(out + identity)  # (N, C, Ho, Wo)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        grad = self.relu2.backward(grad_out)  # (N, C, Ho, Wo): reaches both branches of the sum
-        grad_main = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(grad)))))
-        grad_skip = grad if self.downsample is None else self.downsample.backward(grad)
+        # The shared ReLU pops its uses in reverse: the one after the sum first.
+        grad = self.relu.backward(grad_out)  # (N, C, Ho, Wo): reaches both branches of the sum
+        g = self.bn2.backward(grad)  # (N, C, Ho, Wo)
+        g = self.conv2.backward(g)  # (N, C, Ho, Wo)
+        g = self.relu.backward(g)  # (N, C, Ho, Wo)
+        g = self.bn1.backward(g)  # (N, C, Ho, Wo)
+        grad_main = self.conv1.backward(g)  # (N, C_in, H, W)
+        grad_skip = grad if self.downsample is None else self.downsample.backward(grad)  # (N, C_in, H, W)
         return grad_main + grad_skip  # (N, C_in, H, W)
 
 
@@ -83,27 +88,33 @@ class Bottleneck(Module):
         out_channels = channels * self.expansion
         self.conv1 = Conv2d(in_channels, channels, 1, bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(channels, dtype=dtype)
-        self.relu1 = ReLU(dtype=dtype)
+        # One ReLU module used after every stage, as torchvision's (it has no state to keep apart).
+        self.relu = ReLU(dtype=dtype)
         self.conv2 = Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn2 = BatchNorm2d(channels, dtype=dtype)
-        self.relu2 = ReLU(dtype=dtype)
         self.conv3 = Conv2d(channels, out_channels, 1, bias=False, dtype=dtype, rng=rng)
         self.bn3 = BatchNorm2d(out_channels, dtype=dtype)
-        self.relu3 = ReLU(dtype=dtype)
         self.downsample = downsample(in_channels, out_channels, stride, dtype, rng)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         identity = x if self.downsample is None else self.downsample(x)  # (N, 4C, Ho, Wo)
-        out = self.relu1(self.bn1(self.conv1(x)))  # (N, C, H, W)
-        out = self.relu2(self.bn2(self.conv2(out)))  # (N, C, Ho, Wo)
+        out = self.relu(self.bn1(self.conv1(x)))  # (N, C, H, W)
+        out = self.relu(self.bn2(self.conv2(out)))  # (N, C, Ho, Wo)
         out = self.bn3(self.conv3(out))  # (N, 4C, Ho, Wo)
-        return self.relu3(out + identity)  # (N, 4C, Ho, Wo)
+        return self.relu(out + identity)  # (N, 4C, Ho, Wo)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        grad = self.relu3.backward(grad_out)  # (N, 4C, Ho, Wo): reaches both branches of the sum
-        grad_main = self.relu2.backward(self.conv3.backward(self.bn3.backward(grad)))  # (N, C, Ho, Wo)
-        grad_main = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(grad_main)))))
-        grad_skip = grad if self.downsample is None else self.downsample.backward(grad)
+        # The shared ReLU pops its three uses in reverse order.
+        grad = self.relu.backward(grad_out)  # (N, 4C, Ho, Wo): reaches both branches of the sum
+        g = self.bn3.backward(grad)  # (N, 4C, Ho, Wo)
+        g = self.conv3.backward(g)  # (N, C, Ho, Wo)
+        g = self.relu.backward(g)  # (N, C, Ho, Wo)
+        g = self.bn2.backward(g)  # (N, C, Ho, Wo)
+        g = self.conv2.backward(g)  # (N, C, H, W)
+        g = self.relu.backward(g)  # (N, C, H, W)
+        g = self.bn1.backward(g)  # (N, C, H, W)
+        grad_main = self.conv1.backward(g)  # (N, C_in, H, W)
+        grad_skip = grad if self.downsample is None else self.downsample.backward(grad)  # (N, C_in, H, W)
         return grad_main + grad_skip  # (N, C_in, H, W)
 
 

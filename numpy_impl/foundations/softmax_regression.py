@@ -23,7 +23,7 @@ import numpy as np
 
 from ml100.checks import check_input, check_labels
 
-from ..module import Module
+from ..module import Module, no_grad
 from .linear import Linear
 from .logistic_regression import Loss
 
@@ -54,13 +54,13 @@ class CrossEntropyLoss(Loss):
         batch, num_classes = logits.shape
         check_labels("CrossEntropyLoss", "target", target, num_classes, batch)
         onehot = (target[:, None] == np.arange(num_classes)).astype(self.dtype)  # (N, C)
-        self.target_dist = (1.0 - self.label_smoothing) * onehot + self.label_smoothing / num_classes  # q, (N, C)
-        self.log_probs = log_softmax(logits)  # (N, C)
-        loss = -(self.target_dist * self.log_probs).sum(axis=-1)  # (N,)
-        return self.reduce(loss)
+        target_dist = (1.0 - self.label_smoothing) * onehot + self.label_smoothing / num_classes  # q, (N, C)
+        log_probs = log_softmax(logits)  # (N, C)
+        loss = -(target_dist * log_probs).sum(axis=-1)  # (N,)
+        return self.reduce(loss, log_probs, target_dist)
 
-    def derivative(self) -> np.ndarray:
-        return np.exp(self.log_probs) - self.target_dist  # softmax - q, (N, C)
+    def derivative(self, log_probs: np.ndarray, target_dist: np.ndarray) -> np.ndarray:
+        return np.exp(log_probs) - target_dist  # softmax - q, (N, C)
 
 
 class SoftmaxRegression(Module):
@@ -84,4 +84,5 @@ class SoftmaxRegression(Module):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The most probable class ``(N,)`` int64 (the first one on ties)."""
-        return self.forward(x).argmax(axis=-1).astype(np.int64)
+        with no_grad():
+            return self.forward(x).argmax(axis=-1).astype(np.int64)

@@ -21,6 +21,8 @@ import numpy as np
 
 from ml100.data import batch_indices
 
+from ..module import no_grad
+
 
 class Trainer:
     """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``)."""
@@ -31,18 +33,22 @@ class Trainer:
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One forward, backward and update on a batch; returns the batch loss."""
         self.model.train()
+        # backward adds into the gradients (as torch's .grad): clear the last step's first.
+        self.model.zero_grad()
         logits = self.model(x)  # (B, C)
         loss = self.loss_fn(logits, y)  # ()
         # dL/dL = 1 starts the chain; each module hands its input gradient to the one before it.
-        self.model.backward(self.loss_fn.backward(np.ones((), dtype=logits.dtype)))
+        grad_logits = self.loss_fn.backward(np.ones((), dtype=logits.dtype))  # (B, C)
+        self.model.backward(grad_logits)
         self.optimizer.step(dict(self.model.named_grads()))
         return float(loss)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy on ``(x, y)`` in eval mode, without touching gradients."""
         self.model.eval()
-        logits = self.model(x)  # (N, C)
-        loss = float(self.loss_fn(logits, y))
+        with no_grad():
+            logits = self.model(x)  # (N, C)
+            loss = float(self.loss_fn(logits, y))
         accuracy = float(np.mean(np.argmax(logits, axis=-1) == y))
         return loss, accuracy
 

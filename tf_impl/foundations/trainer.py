@@ -23,6 +23,8 @@ import tensorflow as tf
 
 from ml100.data import batch_indices
 
+from ..module import no_grad
+
 
 class Trainer:
     """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``)."""
@@ -48,8 +50,9 @@ class Trainer:
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy on ``(x, y)`` in eval mode, without touching gradients."""
         self.model.eval()
-        logits = self.model(tf.constant(x))  # (N, C)
-        loss = float(self.loss_fn(logits, tf.constant(y)))
+        with no_grad():
+            logits = self.model(tf.constant(x))  # (N, C)
+            loss = float(self.loss_fn(logits, tf.constant(y)))
         accuracy = float(np.mean(np.argmax(logits.numpy(), axis=-1) == y))
         return loss, accuracy
 

@@ -53,17 +53,17 @@ class BasicBlock(Module):
         rng = np.random.default_rng() if rng is None else rng
         self.conv1 = Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(channels, dtype=dtype)
-        self.relu1 = ReLU(dtype=dtype)
+        # One ReLU module used after every stage, as torchvision's (it has no state to keep apart).
+        self.relu = ReLU(dtype=dtype)
         self.conv2 = Conv2d(channels, channels, 3, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn2 = BatchNorm2d(channels, dtype=dtype)
-        self.relu2 = ReLU(dtype=dtype)
         self.downsample = downsample(in_channels, channels, stride, dtype, rng)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)  # (N, C, Ho, Wo)
-        out = self.relu1(self.bn1(self.conv1(x)))  # (N, C, Ho, Wo)
+        out = self.relu(self.bn1(self.conv1(x)))  # (N, C, Ho, Wo)
         out = self.bn2(self.conv2(out))  # (N, C, Ho, Wo)
-        return self.relu2(out + identity)  # (N, C, Ho, Wo)
+        return self.relu(out + identity)  # (N, C, Ho, Wo)
 
 
 class Bottleneck(Module):
@@ -78,21 +78,20 @@ class Bottleneck(Module):
         out_channels = channels * self.expansion
         self.conv1 = Conv2d(in_channels, channels, 1, bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(channels, dtype=dtype)
-        self.relu1 = ReLU(dtype=dtype)
+        # One ReLU module used after every stage, as torchvision's (it has no state to keep apart).
+        self.relu = ReLU(dtype=dtype)
         self.conv2 = Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn2 = BatchNorm2d(channels, dtype=dtype)
-        self.relu2 = ReLU(dtype=dtype)
         self.conv3 = Conv2d(channels, out_channels, 1, bias=False, dtype=dtype, rng=rng)
         self.bn3 = BatchNorm2d(out_channels, dtype=dtype)
-        self.relu3 = ReLU(dtype=dtype)
         self.downsample = downsample(in_channels, out_channels, stride, dtype, rng)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)  # (N, 4C, Ho, Wo)
-        out = self.relu1(self.bn1(self.conv1(x)))  # (N, C, H, W)
-        out = self.relu2(self.bn2(self.conv2(out)))  # (N, C, Ho, Wo)
+        out = self.relu(self.bn1(self.conv1(x)))  # (N, C, H, W)
+        out = self.relu(self.bn2(self.conv2(out)))  # (N, C, Ho, Wo)
         out = self.bn3(self.conv3(out))  # (N, 4C, Ho, Wo)
-        return self.relu3(out + identity)  # (N, 4C, Ho, Wo)
+        return self.relu(out + identity)  # (N, 4C, Ho, Wo)
 
 
 #: Block names the constructors accept.

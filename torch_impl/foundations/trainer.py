@@ -22,6 +22,8 @@ import torch
 
 from ml100.data import batch_indices
 
+from ..module import no_grad
+
 
 class Trainer:
     """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``)."""
@@ -32,11 +34,10 @@ class Trainer:
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One forward, backward and update on a batch; returns the batch loss."""
         self.model.train()
+        # Autograd adds into .grad: clear the last step's first.
+        self.model.zero_grad()
         logits = self.model(torch.from_numpy(x))  # (B, C)
         loss = self.loss_fn(logits, torch.from_numpy(y))  # ()
-        # Autograd accumulates into .grad: clear the last step's before this backward.
-        for param in self.model.parameters():
-            param.grad = None
         loss.backward()
         self.optimizer.step({name: param.grad for name, param in self.model.named_parameters()})
         return loss.item()
@@ -44,7 +45,7 @@ class Trainer:
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy on ``(x, y)`` in eval mode, without touching gradients."""
         self.model.eval()
-        with torch.no_grad():
+        with no_grad():
             logits = self.model(torch.from_numpy(x))  # (N, C)
             loss = float(self.loss_fn(logits, torch.from_numpy(y)))
         accuracy = float(np.mean(np.argmax(logits.numpy(), axis=-1) == y))
