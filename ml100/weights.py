@@ -7,15 +7,31 @@ are ``.safetensors``: a JSON header and raw little-endian buffers, nothing execu
 """
 from __future__ import annotations
 
+import json
 import os
+import struct
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
+
+#: First bytes of files people mistake for weights files -> what the file is.
+KNOWN_FORMATS = {
+    b"PK\x03\x04": "a zip archive (torch.save's .pt and NumPy's .npz files are zip archives)",
+    b"\x93NUMPY": "a NumPy .npy file",
+    b"\x89HDF": "an HDF5 file (Keras .h5 weights)",
+    b"\x80": "a pickle (torch.save's legacy format, pickle.dump)",
+}
 
 
 class StateDictError(ValueError):
     """A state dict does not fit a model: every missing, unexpected and mismatched key is named."""
+
+
+class NotSafetensorsError(ValueError):
+    """A weights file that is not safetensors: the message names the path and what it holds instead."""
 
 
 def save_weights(path: str | os.PathLike, state: Mapping[str, np.ndarray]) -> None:
@@ -31,8 +47,54 @@ def save_weights(path: str | os.PathLike, state: Mapping[str, np.ndarray]) -> No
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a canonical state from a safetensors file."""
-    return dict(load_file(os.fspath(path)))
+    """Read a canonical state from a safetensors file (checked first by :func:`check_safetensors_file`)."""
+    path = check_safetensors_file(path)
+    try:
+        return dict(load_file(os.fspath(path)))
+    except SafetensorError as error:
+        # The header was sound but the buffers it describes are not (a truncated copy, a bad offset).
+        raise NotSafetensorsError(f"{path}: damaged safetensors file: {error}") from error
+
+
+def check_safetensors_file(path: str | os.PathLike) -> Path:
+    """Return ``path`` if it exists and starts as a safetensors file, else raise an error naming it.
+
+    A safetensors file is an 8-byte little-endian length ``n``, then ``n`` bytes of JSON object
+    (the header), then the buffers. Raises ``FileNotFoundError`` or ``IsADirectoryError`` for a
+    wrong path and :class:`NotSafetensorsError` (saying what the file looks like) for other content.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"weights file {path} is a directory, not a safetensors file")
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        start = file.read(8)
+        header_len = struct.unpack("<Q", start)[0] if len(start) == 8 else 0
+        # Only read a header that fits in the file: random bytes give absurd lengths.
+        header = file.read(header_len) if 0 < header_len <= size - 8 else b""
+    if not _is_json_object(header):
+        raise NotSafetensorsError(f"{path} is not a safetensors file: it looks like {_describe(start, size)}; "
+                                  "load it with the library that wrote it and save the arrays with ml100.weights.save_weights")
+    return path
+
+
+def _is_json_object(header: bytes) -> bool:
+    try:
+        return isinstance(json.loads(header), dict)
+    except ValueError:
+        return False
+
+
+def _describe(start: bytes, size: int) -> str:
+    """A guess at a non-safetensors file's format, from its first bytes."""
+    if size == 0:
+        return "an empty file"
+    for magic, description in KNOWN_FORMATS.items():
+        if start.startswith(magic):
+            return description
+    return f"an unknown format ({size} bytes starting {start[:8].hex(' ')})"
 
 
 def check_state_dict(owner: str, expected: Mapping[str, tuple[tuple[int, ...], str]], state: Mapping[str, np.ndarray]) -> None:
