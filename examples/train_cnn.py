@@ -13,37 +13,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from ml100.augment import draw_crop_offsets, draw_cutout_centers
 from ml100.backends import BACKENDS, get_module
+from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_batch_size, check_training_arguments, positive_int
 from ml100.data import batch_indices, load_digits_split
 from ml100.runs import report_comparison, shared_initial_weights, training_progress
+from ml100.weights import StateDictError
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=list(BACKENDS), default="numpy", help="which tree to train with")
-    parser.add_argument("--compare", action="store_true", help="train with all three backends and compare the loss curves")
-    parser.add_argument("--plot", type=Path, help="with --compare: save the three loss curves to this PNG")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--channels", type=int, nargs=2, default=[16, 32], help="channels of the two conv blocks")
-    parser.add_argument("--hidden", type=int, default=64)
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(__doc__)
+    add_training_arguments(parser)
+    parser.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32], help="channels of the two conv blocks")
+    parser.add_argument("--hidden", type=positive_int, default=64)
     parser.add_argument("--batch-norm", action="store_true", help="batch norm after each convolution")
     parser.add_argument("--augment", action="store_true", help="random 1-pixel shifts and 2x2 cutout while training")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, batch order and augmentation")
-    parser.add_argument("--weights", type=Path, help="start from this safetensors file instead of --seed's weights")
-    args = parser.parse_args(argv)
-    if args.plot and not args.compare:
-        parser.error("--plot needs --compare")
-    return args
+    return parser
 
 
 def build_cnn(backend: str, args, rng=None):
@@ -86,9 +76,15 @@ def train(backend: str, args, state, data, progress) -> tuple[list[float], float
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    # Bad arguments are refused here, before the data loads or a framework is imported.
+    args = check_training_arguments(parser, parser.parse_args(argv))
     data = load_digits_split(layout="NCHW", dtype=args.dtype)
-    state = shared_initial_weights(build_cnn("numpy", args, np.random.default_rng(args.seed)), args.weights)
+    check_batch_size(parser, args.batch_size, len(data.x_train))
+    try:
+        state = shared_initial_weights(build_cnn("numpy", args, np.random.default_rng(args.seed)), args.weights)
+    except StateDictError as error:
+        parser.error(f"argument --weights: {error}")
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:
         results = {backend: train(backend, args, state, data, progress) for backend in backends}

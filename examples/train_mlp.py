@@ -11,33 +11,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from ml100.backends import BACKENDS, get_module
+from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_batch_size, check_training_arguments, positive_int
 from ml100.data import load_digits_split
 from ml100.runs import report_comparison, shared_initial_weights, training_progress
+from ml100.weights import StateDictError
 
 IN_FEATURES, NUM_CLASSES = 64, 10
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=list(BACKENDS), default="numpy", help="which tree to train with")
-    parser.add_argument("--compare", action="store_true", help="train with all three backends and compare the loss curves")
-    parser.add_argument("--plot", type=Path, help="with --compare: save the three loss curves to this PNG")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[128], help="hidden layer widths")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
-    parser.add_argument("--weights", type=Path, help="start from this safetensors file instead of --seed's weights")
-    args = parser.parse_args(argv)
-    if args.plot and not args.compare:
-        parser.error("--plot needs --compare")
-    return args
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(__doc__)
+    add_training_arguments(parser)
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[128], help="hidden layer widths")
+    return parser
 
 
 def make_trainer(backend: str, args, state: dict[str, np.ndarray]):
@@ -61,11 +51,17 @@ def train(backend: str, args, state, data, progress) -> tuple[list[float], float
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    # Bad arguments are refused here, before the data loads or a framework is imported.
+    args = check_training_arguments(parser, parser.parse_args(argv))
     data = load_digits_split(layout="flat", dtype=args.dtype)
+    check_batch_size(parser, args.batch_size, len(data.x_train))
     numpy_model = get_module("numpy", "foundations.mlp").MLP(IN_FEATURES, args.hidden, NUM_CLASSES, dtype=args.dtype,
                                                              rng=np.random.default_rng(args.seed))
-    state = shared_initial_weights(numpy_model, args.weights)
+    try:
+        state = shared_initial_weights(numpy_model, args.weights)
+    except StateDictError as error:
+        parser.error(f"argument --weights: {error}")
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:
         results = {backend: train(backend, args, state, data, progress) for backend in backends}

@@ -14,9 +14,15 @@ from .weights import load_weights, save_weights
 def shared_initial_weights(numpy_model, weights_path: Path | None = None) -> dict[str, np.ndarray]:
     """The canonical starting point every backend loads: read from ``weights_path`` if given, else the
     NumPy model's own (seeded) weights, written to and read back from a safetensors file exactly as
-    they would travel between frameworks."""
+    they would travel between frameworks.
+
+    A file is loaded into the NumPy model first, so one that does not fit the model raises its
+    ``StateDictError`` before any framework is imported.
+    """
     if weights_path:
-        return load_weights(weights_path)
+        state = load_weights(weights_path)
+        numpy_model.load_canonical_state_dict(state)
+        return state
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "initial.safetensors"
         save_weights(path, numpy_model.canonical_state_dict())
@@ -37,7 +43,8 @@ def curve_difference(curves: dict[str, list[float]]) -> tuple[float, float]:
 
 
 def save_curves_plot(path: Path, curves: dict[str, list[float]], title: str) -> None:
-    """The backends' loss curves on one log-scale plot, saved as a PNG."""
+    """The backends' loss curves on one log-scale plot, saved to ``path`` in the format its extension
+    names (checked beforehand by ``ml100.cli_args.plot_file``, so ``path`` is the file written)."""
     import matplotlib
 
     matplotlib.use("Agg")
