@@ -10,19 +10,16 @@ and ``tf.nn.conv2d`` under ``tf.function``. Goal: NumPy <= 2x torch.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# CPU timings: TF and torch must not pick up a GPU (set before either is imported).
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np
-import tensorflow as tf
-import torch
-import torch.nn.functional as F
 
-from ml100.backends import get_module
+from ml100.backends import get_module, load_framework
+from ml100.cli_args import OneLineErrorParser, positive_int
 
 
 def best_seconds(fn, repeats: int) -> float:
@@ -35,13 +32,16 @@ def best_seconds(fn, repeats: int) -> float:
     return min(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def main(argv=None) -> None:
+    parser = OneLineErrorParser(__doc__)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--channels", type=positive_int, default=64)
+    parser.add_argument("--size", type=positive_int, default=32)
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    # Parsed before the frameworks load, so --help and a bad value answer at once.
+    args = parser.parse_args(argv)
+    tf, torch = load_framework("tf"), load_framework("torch")
+    F = torch.nn.functional
     n, c, s = args.batch, args.channels, args.size
 
     rng = np.random.default_rng(0)

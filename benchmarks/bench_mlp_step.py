@@ -11,18 +11,16 @@ bookkeeping, the NumPy tree pays only for its GEMMs and a few elementwise passes
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# CPU timings: TF and torch must not pick up a GPU (set before either is imported).
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np
-import tensorflow as tf
-import torch
 
-from ml100.backends import get_module
+from ml100.backends import get_module, load_framework
+from ml100.cli_args import OneLineErrorParser, positive_int
 from ml100.data import load_digits_split
 
 
@@ -36,6 +34,7 @@ def make_trainer(backend, hidden, state, lr=1e-3):
 
 def tf_eager_step(trainer):
     """The TF trainer's step without tf.function: the tape runs op by op from Python."""
+    tf = load_framework("tf")
     params = trainer.params
 
     def step(x, y):
@@ -60,13 +59,15 @@ def time_steps(step, x, y, steps, repeats) -> float:
     return min(runs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+def main(argv=None) -> None:
+    parser = OneLineErrorParser(__doc__)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--hidden", type=positive_int, default=256)
+    parser.add_argument("--steps", type=positive_int, default=50)
+    parser.add_argument("--repeats", type=positive_int, default=7)
+    # Parsed before the frameworks load, so --help and a bad value answer at once.
+    args = parser.parse_args(argv)
+    tf, torch = load_framework("tf"), load_framework("torch")
 
     data = load_digits_split(dtype="float32")
     x, y = data.x_train[: args.batch_size], data.y_train[: args.batch_size]
