@@ -12,24 +12,40 @@ ELU        :math:`x` if :math:`x>0` else :math:`\alpha(e^x-1)`   :math:`1` or :m
 GELU       :math:`x\,\Phi(x)`                                    :math:`\Phi(x) + x\,\varphi(x)`
 GELU tanh  :math:`\tfrac12 x(1+\tanh u)`, :math:`u=\sqrt{2/\pi}(x+0.044715x^3)`  :math:`\tfrac12(1+\tanh u) + \tfrac12 x (1-\tanh^2 u)\,u'`
 SiLU       :math:`x\,\sigma(x)`                                  :math:`\sigma(x)(1 + x(1-\sigma(x)))`
-Sigmoid    :math:`\sigma(x) = 1/(1+e^{-x})`                      :math:`\sigma(1-\sigma)`
+Sigmoid    :math:`\sigma(x) = 1/(1+e^{-x})`                      :math:`\sigma(x)\,\sigma(-x)`
 Tanh       :math:`\tanh x`                                       :math:`1-\tanh^2 x`
 Softplus   :math:`\log(1+e^x)`                                   :math:`\sigma(x)`
 ========== ===================================================== ==========================================
 
 Stability: :math:`\sigma` and softplus are written so that no ``exp`` of a large positive
-number is ever taken (``softplus(x) = max(x,0) + log1p(exp(-|x|))``). The derivative at
-exactly 0 of ReLU and LeakyReLU is taken as that of the negative side, as PyTorch does.
-NumPy has no ``erf``; SciPy's (installed with scikit-learn) supplies it.
+number is ever taken (``softplus(x) = max(x,0) + log1p(exp(-|x|))``), and
+:math:`\sigma'(x)` is :math:`\sigma(x)\sigma(-x)`, since :math:`1-\sigma` cancels to 0 once
+:math:`\sigma` rounds to 1 (``torch.sigmoid``'s own backward does: 0 for :math:`x \gtrsim 37`).
+GELU's :math:`\Phi(x)` is :math:`\tfrac12\operatorname{erfc}(-x/\sqrt2)`: the same function as
+:math:`\tfrac12(1+\operatorname{erf}(x/\sqrt2))`, finite for every input (TF's float64 ``erf`` is
+NaN beyond :math:`|x| \approx 10^{154}`) and exact in the negative tail. NumPy has no ``erfc``;
+SciPy's (installed with scikit-learn) supplies it.
+
+Special values follow ``torch.nn`` (tested value by value in ``test_activations.py``):
+
+* NaN in gives NaN out, everywhere. Its slope is what torch's backward gives: 1 for ReLU (the
+  zero branch is taken only where ``x <= 0``, which NaN fails), ``negative_slope`` for LeakyReLU
+  (the identity branch only where ``x > 0``), NaN for the others.
+* The derivative at exactly 0 of ReLU and LeakyReLU is that of the negative side.
+* :math:`\pm\infty` gives the limit where the formula reaches it (ReLU, ELU, sigmoid, tanh,
+  softplus) and NaN where torch's formula meets :math:`\infty\cdot 0`: GELU and SiLU at
+  :math:`-\infty`, their slopes at :math:`\pm\infty`, and GELU-tanh's slope once :math:`x^3`
+  overflows (:math:`|x| \gtrsim 10^{102}` in float64).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erfc
 
 from ml100.checks import check_input
+from ml100.validate import check_choice, check_real
 
 from ..module import Module
 
@@ -49,13 +65,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    """:math:`\\Phi(x) = \\tfrac12\\operatorname{erfc}(-x/\\sqrt2)`: finite for every input, exact in both tails."""
+    return 0.5 * erfc(-x / math.sqrt(2.0))
+
+
 def softplus(x: np.ndarray) -> np.ndarray:
     """:math:`\\log(1+e^x) = \\max(x,0) + \\log(1+e^{-|x|})`, exact and overflow-free."""
     return np.where(x >= 0, x, np.zeros_like(x)) + np.log1p(np.exp(negative_abs(x)))
 
 
 class Activation(Module):
-    """An elementwise function: caches its input, backward multiplies by the derivative."""
+    """An elementwise function: forward saves its input, backward multiplies by the derivative."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(type(self).__name__, "x", x.shape, x.dtype, expected_dtype=self.dtype)
@@ -69,28 +90,32 @@ class Activation(Module):
 
 class ReLU(Activation):
     def function(self, x):
-        return np.maximum(x, 0)
+        # Zero only where x <= 0: NaN fails that test and passes through, as torch's relu lets it
+        # (`where(x > 0, x, 0)` would turn NaN into 0 and hide it).
+        return np.where(x <= 0, np.zeros_like(x), x)
 
     def derivative(self, x):
-        return (x > 0).astype(x.dtype)
+        # Slope 0 at x = 0 (torch's choice); NaN takes the identity's slope 1, as in torch.
+        return np.where(x <= 0, 0.0, 1.0).astype(x.dtype)
 
 
 class LeakyReLU(Activation):
     def __init__(self, negative_slope: float = 0.01, dtype="float32"):
         super().__init__(dtype)
-        self.negative_slope = negative_slope
+        self.negative_slope = check_real("LeakyReLU", "negative_slope", negative_slope)
 
     def function(self, x):
         return np.where(x > 0, x, self.negative_slope * x)
 
     def derivative(self, x):
+        # torch's backward tests x > 0, so NaN (and 0) take the negative slope.
         return np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
 
 
 class ELU(Activation):
     def __init__(self, alpha: float = 1.0, dtype="float32"):
         super().__init__(dtype)
-        self.alpha = alpha
+        self.alpha = check_real("ELU", "alpha", alpha)
 
     def function(self, x):
         # expm1 keeps e^x - 1 accurate near 0; zeroing the unused side keeps exp from overflowing
@@ -98,30 +123,32 @@ class ELU(Activation):
         return np.where(x > 0, x, self.alpha * np.expm1(np.where(x > 0, np.zeros_like(x), x)))
 
     def derivative(self, x):
+        # NaN fails x > 0 and gets alpha * exp(NaN) = NaN, as torch's (vectorized) backward does.
         return np.where(x > 0, 1.0, self.alpha * np.exp(np.where(x > 0, np.zeros_like(x), x))).astype(x.dtype)
 
 
 class GELU(Activation):
     def __init__(self, approximate: str = "none", dtype="float32"):
         super().__init__(dtype)
-        if approximate not in GELU_APPROXIMATIONS:
-            raise ValueError(f"GELU approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+        check_choice("GELU", "approximate", approximate, GELU_APPROXIMATIONS)
         self.approximate = approximate
 
     def function(self, x):
         if self.approximate == "tanh":
             u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
             return 0.5 * x * (1.0 + np.tanh(u))
-        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+        # At -inf this is -inf * 0 = NaN, as in torch.
+        return x * normal_cdf(x)
 
     def derivative(self, x):
         if self.approximate == "tanh":
             t = np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))
             du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x**2)
+            # Once x^3 overflows, (1 - t^2) du is 0 * inf = NaN: torch's backward gives NaN there too.
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * du
-        cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
         pdf = np.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
-        return cdf + x * pdf
+        # At ±inf, x * pdf is inf * 0 = NaN, as in torch's backward.
+        return normal_cdf(x) + x * pdf
 
 
 class SiLU(Activation):
@@ -138,8 +165,8 @@ class Sigmoid(Activation):
         return sigmoid(x)
 
     def derivative(self, x):
-        s = sigmoid(x)
-        return s * (1.0 - s)
+        # sigma(-x) is 1 - sigma(x) without the cancellation once sigma(x) rounds to 1.
+        return sigmoid(x) * sigmoid(-x)
 
 
 class Tanh(Activation):

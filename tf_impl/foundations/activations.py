@@ -8,9 +8,16 @@ differentiates the formulas below; the NumPy tree writes each derivative by hand
 * SiLU :math:`x\,\sigma(x)`; Sigmoid :math:`1/(1+e^{-x})`; Tanh; Softplus :math:`\log(1+e^x)`
 
 Stability: :math:`\sigma` and softplus never take ``exp`` of a large positive number
-(``softplus(x) = max(x,0) + log1p(exp(-|x|))``). The derivative at exactly 0 of ReLU and
-LeakyReLU is that of the negative side, as PyTorch does (and
-``tf.where`` routes the gradient the same way).
+(``softplus(x) = max(x,0) + log1p(exp(-|x|))``). GELU's :math:`\Phi(x)` is
+:math:`\tfrac12\operatorname{erfc}(-x/\sqrt2)`, finite for every input and exact in both tails
+(TF's float64 ``erf`` is NaN at :math:`\pm\infty` and beyond :math:`|x| \approx 10^{154}`).
+
+Special values follow ``torch.nn`` (tested value by value in ``test_activations.py``): NaN in
+gives NaN out, with torch's slope (1 for ReLU, ``negative_slope`` for LeakyReLU, NaN for the
+others; ``tf.where`` routes the gradient to the branch it takes, as torch's does); the slope at
+exactly 0 of ReLU and LeakyReLU is the negative side's; :math:`\pm\infty` gives the limit, or NaN
+where torch's formula meets :math:`\infty\cdot 0` (GELU and SiLU at :math:`-\infty`, their slopes
+at :math:`\pm\infty`, GELU-tanh's slope once :math:`x^3` overflows).
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import math
 import tensorflow as tf
 
 from ml100.checks import check_input
+from ml100.validate import check_choice, check_real
 
 from ..module import Module
 
@@ -38,6 +46,11 @@ def sigmoid(x: tf.Tensor) -> tf.Tensor:
     return tf.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def normal_cdf(x: tf.Tensor) -> tf.Tensor:
+    """:math:`\\Phi(x) = \\tfrac12\\operatorname{erfc}(-x/\\sqrt2)`: finite for every input, exact in both tails."""
+    return 0.5 * tf.math.erfc(-x / math.sqrt(2.0))
+
+
 def softplus(x: tf.Tensor) -> tf.Tensor:
     """:math:`\\log(1+e^x) = \\max(x,0) + \\log(1+e^{-|x|})`, exact and overflow-free."""
     return tf.where(x >= 0, x, tf.zeros_like(x)) + tf.math.log1p(tf.exp(negative_abs(x)))
@@ -53,13 +66,15 @@ class Activation(Module):
 
 class ReLU(Activation):
     def function(self, x):
-        return tf.where(x > 0, x, tf.zeros_like(x))
+        # Zero only where x <= 0: NaN fails that test and passes through with slope 1, as torch's
+        # relu lets it (`where(x > 0, x, 0)` would turn NaN into 0 and hide it).
+        return tf.where(x <= 0, tf.zeros_like(x), x)
 
 
 class LeakyReLU(Activation):
     def __init__(self, negative_slope: float = 0.01, dtype="float32"):
         super().__init__(dtype)
-        self.negative_slope = negative_slope
+        self.negative_slope = check_real("LeakyReLU", "negative_slope", negative_slope)
 
     def function(self, x):
         return tf.where(x > 0, x, self.negative_slope * x)
@@ -68,7 +83,7 @@ class LeakyReLU(Activation):
 class ELU(Activation):
     def __init__(self, alpha: float = 1.0, dtype="float32"):
         super().__init__(dtype)
-        self.alpha = alpha
+        self.alpha = check_real("ELU", "alpha", alpha)
 
     def function(self, x):
         # expm1 keeps e^x - 1 accurate near 0; zeroing the unused side keeps exp from overflowing
@@ -79,15 +94,15 @@ class ELU(Activation):
 class GELU(Activation):
     def __init__(self, approximate: str = "none", dtype="float32"):
         super().__init__(dtype)
-        if approximate not in GELU_APPROXIMATIONS:
-            raise ValueError(f"GELU approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+        check_choice("GELU", "approximate", approximate, GELU_APPROXIMATIONS)
         self.approximate = approximate
 
     def function(self, x):
         if self.approximate == "tanh":
             u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
             return 0.5 * x * (1.0 + tf.tanh(u))
-        return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+        # At -inf this is -inf * 0 = NaN, as in torch.
+        return x * normal_cdf(x)
 
 
 class SiLU(Activation):

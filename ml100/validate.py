@@ -1,0 +1,162 @@
+"""Constructor checks and the layer geometry they guard, written once for the three trees.
+
+Every rule has one message, generated here, so a bad argument reads the same whichever backend
+runs: the owner (the class), the argument, what was expected, what arrived. The geometry of
+convolution and pooling (padding, output sizes, adaptive bins) is plain integer arithmetic on
+shapes, so it lives here too rather than in three identical copies.
+
+Rules follow PyTorch's where it has one (pooling padding at most half the kernel, ``ceil_mode``'s
+last window, adaptive bins); the conv padding ``"same"`` is TensorFlow's (any stride, the odd
+pixel after the image), documented on day 15.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+#: Conv padding keywords; anything else is an int or a (height, width) pair, applied symmetrically.
+PADDING_MODES = ("same", "valid")
+
+
+# --- single values -----------------------------------------------
+
+def _is_int(value) -> bool:
+    # bool is an Integral too, but True as a kernel size is a bug, not a 1.
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_int(owner: str, name: str, value, low: int) -> int:
+    """An int (Python or NumPy) with ``value >= low``, returned as a Python int."""
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_real(owner: str, name: str, value) -> float:
+    """A finite real number (not a bool), returned as a float: a slope or scale of an activation."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    return float(value)
+
+
+def check_choice(owner: str, name: str, value, choices: tuple) -> None:
+    """``value`` must be one of ``choices`` (a string option such as GELU's ``approximate``)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
+
+
+def check_divisible(owner: str, name: str, value: int, by_name: str, by: int) -> None:
+    """``value`` must be a multiple of ``by`` (channels split into groups)."""
+    if value % by:
+        raise ValueError(f"{owner}: {name} ({value}) must be divisible by {by_name} ({by})")
+
+
+def pair(owner: str, name: str, value, low: int) -> tuple[int, int]:
+    """An int or a pair of ints, each ``>= low`` -> ``(height, width)``."""
+    values = (value, value) if _is_int(value) else value
+    if not isinstance(values, (tuple, list)) or len(values) != 2 or not all(_is_int(v) and v >= low for v in values):
+        raise ValueError(f"{owner}: {name} must be an int >= {low} or a pair of them, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+# --- convolution -------------------------------------------------
+
+def conv_geometry(owner: str, in_channels, out_channels, kernel_size, stride, padding, dilation, groups):
+    """Validated ``(kernel, stride, padding, dilation)``: channels >= 1 and divisible by ``groups``,
+    kernel, stride and dilation >= 1, padding an int/pair >= 0 or ``"same"``/``"valid"``."""
+    check_int(owner, "in_channels", in_channels, 1)
+    check_int(owner, "out_channels", out_channels, 1)
+    check_int(owner, "groups", groups, 1)
+    check_divisible(owner, "in_channels", in_channels, "groups", groups)
+    check_divisible(owner, "out_channels", out_channels, "groups", groups)
+    kernel, stride, dilation = (pair(owner, name, value, 1) for name, value in
+                                (("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)))
+    if isinstance(padding, str):
+        if padding not in PADDING_MODES:
+            raise ValueError(f"{owner}: padding must be an int >= 0, a pair of them or one of {PADDING_MODES}, got {padding!r}")
+    else:
+        padding = pair(owner, "padding", padding, 0)
+    return kernel, stride, padding, dilation
+
+
+def conv_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) for a validated pair, ``"valid"`` or TF's ``"same"``."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        out = []
+        for n, k, s, d in zip(size, kernel, stride, dilation):
+            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            # TF puts the odd pixel after the image: (0, 1) at stride 2 on an even size.
+            out.append((total // 2, total - total // 2))
+        return out[0], out[1]
+    ph, pw = padding
+    return (ph, ph), (pw, pw)
+
+
+def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int, dilation: int) -> int:
+    """``floor((H + p_top + p_bottom - d(k-1) - 1) / s) + 1``."""
+    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# --- pooling -----------------------------------------------------
+
+def pool_geometry(owner: str, kernel_size, stride, padding) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Validated ``(kernel, stride, padding)`` pairs; ``stride=None`` means the kernel size, as in torch."""
+    kernel = pair(owner, "kernel_size", kernel_size, 1)
+    stride = kernel if stride is None else pair(owner, "stride", stride, 1)
+    padding = pair(owner, "padding", padding, 0)
+    # torch's rule: a window must never lie wholly in the padding (it would be all -inf / all pad).
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{owner}: padding must be at most half the kernel size, got padding {padding} for kernel {kernel}")
+    return kernel, stride, padding
+
+
+def pool_output_size(owner: str, size: tuple[int, int], kernel, stride, padding, ceil_mode: bool = False) -> tuple[int, int]:
+    """Windows per spatial axis: ``floor((H + 2p - k) / s) + 1``, or with ``ceil_mode`` the ceiling —
+    minus the last window if it would start past the image and its left padding (torch's rule:
+    ``(H_o - 1) s >= H + p`` drops it, so no window lies wholly in padding or beyond)."""
+    if min(size) < 1:
+        raise ValueError(f"{owner}: the spatial size must be at least 1x1, got {size}")
+    out = []
+    for n, k, s, p in zip(size, kernel, stride, padding):
+        span = n + 2 * p - k
+        if span < 0:
+            raise ValueError(f"{owner}: input of spatial size {size} is smaller than the kernel {kernel} (padding {padding})")
+        count = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (count - 1) * s >= n + p:
+            count -= 1
+        out.append(count)
+    return out[0], out[1]
+
+
+def check_output_size(owner: str, output_size) -> tuple[int | None, int | None]:
+    """An adaptive pool's target: an int >= 1, or a pair of (int >= 1 or ``None`` = keep that axis)."""
+    values = (output_size, output_size) if _is_int(output_size) else output_size
+    if (not isinstance(values, (tuple, list)) or len(values) != 2
+            or not all(v is None or (_is_int(v) and v >= 1) for v in values)):
+        raise ValueError(f"{owner}: output_size must be an int >= 1 or a pair of them (None keeps that axis), got {output_size!r}")
+    return tuple(None if v is None else int(v) for v in values)
+
+
+def adaptive_bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """torch's adaptive pooling bins along one axis: bin ``i`` covers ``[floor(i H / out), ceil((i+1) H / out))``.
+
+    Returns ``index`` ``(out, K)`` int64 — the positions of each bin, padded to the widest bin ``K``
+    by repeating its last position —, ``valid`` ``(out, K)`` bool (which of them are really in the
+    bin) and ``count`` ``(out,)`` (each bin's width, the divisor of its mean).
+    """
+    i = np.arange(out)  # (out,)
+    start = (i * size) // out  # (out,)
+    end = -((-(i + 1) * size) // out)  # (out,) ceil((i+1) H / out)
+    count = end - start  # (out,)
+    offset = np.arange(count.max())  # (K,)
+    valid = offset[None, :] < count[:, None]  # (out, K)
+    # Positions past a bin's end are clipped back into it; `valid` masks them out of every sum.
+    index = np.minimum(start[:, None] + offset[None, :], end[:, None] - 1)  # (out, K)
+    return index, valid, count
