@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -65,6 +66,15 @@ def get_module(name: str, path: str) -> ModuleType:
     return _import_tree_module(name, f"{BACKENDS[name]}.{path}")
 
 
+def check_installed(name: str) -> str:
+    """Return backend ``name`` if its framework is installed (found, not imported: instant), else raise
+    :class:`FrameworkNotInstalledError` naming the extra that installs it."""
+    framework = FRAMEWORKS[check_backend(name)]
+    if importlib.util.find_spec(framework) is None:
+        raise FrameworkNotInstalledError(_install_hint(name, framework), name=framework)
+    return name
+
+
 def load_framework(name: str) -> ModuleType:
     """Import and return backend ``name``'s framework (``numpy``, ``torch`` or ``tensorflow``), quietly.
 
@@ -74,7 +84,8 @@ def load_framework(name: str) -> ModuleType:
     drops all of them; anything that is not a TF log line is replayed as it was).
     """
     framework = FRAMEWORKS[check_backend(name)]
-    if framework in sys.modules:
+    # sys.modules may hold None for a module blocked from import: that goes through the import below.
+    if sys.modules.get(framework) is not None:
         return sys.modules[framework]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _ignore_cuda_probe_warning()
@@ -102,9 +113,13 @@ def _import_tree_module(name: str, module: str) -> ModuleType:
 
 def _not_installed(name: str, error: ModuleNotFoundError) -> FrameworkNotInstalledError:
     package = (error.name or FRAMEWORKS[name]).split(".")[0]
+    return FrameworkNotInstalledError(_install_hint(name, package), name=package)
+
+
+def _install_hint(name: str, package: str) -> str:
+    # A package no extra lists (a dependency of the framework) is fixed by reinstalling the backend's extra.
     extra = EXTRAS.get(package, name)
-    return FrameworkNotInstalledError(
-        f"backend {name!r} needs {package}, which is not installed: pip install \"ml100[{extra}]\"", name=package)
+    return f"backend {name!r} needs {package}, which is not installed: pip install \"ml100[{extra}]\""
 
 
 def _not_built_message(module: str) -> str:

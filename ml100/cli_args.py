@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-from .backends import BACKENDS
+from .backends import BACKENDS, FrameworkNotInstalledError, check_installed
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -44,12 +44,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    """Refuse combinations that would be silently ignored; fill in the default backend."""
+    """Refuse combinations that would be silently ignored and backends whose framework is not
+    installed; fill in the default backend."""
     if args.compare and args.backend:
         parser.error(f"--compare trains every backend, so --backend {args.backend} would be ignored: give one or the other")
     if args.plot and not args.compare:
         parser.error("--plot needs --compare")
     args.backend = args.backend or "numpy"
+    try:
+        for backend in BACKENDS if args.compare else [args.backend]:
+            check_installed(backend)
+    except FrameworkNotInstalledError as error:
+        parser.error(str(error))
     return args
 
 
