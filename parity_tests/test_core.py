@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ml100 import cli
-from ml100.backends import BACKENDS, get_backend, get_module
+from ml100.backends import BACKENDS, NotBuiltYetError, get_backend, get_module
 from ml100.curriculum import DAYS, status
 from ml100.data import batch_indices, load_digits_split
 from parity_tests.harness import Case, Result, compare_results, gradcheck_numpy
@@ -18,6 +18,29 @@ def test_unknown_backend_lists_the_valid_ones():
         get_backend("jax")
     with pytest.raises(ValueError, match="unknown backend 'pytorch'"):
         get_module("pytorch", "foundations.mlp")
+
+
+def test_a_module_not_built_yet_names_its_curriculum_day():
+    with pytest.raises(NotBuiltYetError, match=r"numpy_impl.generative.lstm is not built yet \(day 24: LSTM "):
+        get_module("numpy", "generative.lstm")
+    # A module shared by several days names them all.
+    with pytest.raises(NotBuiltYetError, match=r"tf_impl.modern.yolo is not built yet \(day 60: .*; day 61: .*; day 62: "):
+        get_module("tf", "modern.yolo")
+    with pytest.raises(NotBuiltYetError, match="torch_impl has no module 'foundations.nope', and no curriculum day uses that path"):
+        get_module("torch", "foundations.nope")
+
+
+@pytest.mark.parametrize("missing", ["ml100_no_such_dependency", "numpy_impl.foundations.no_such_module"])
+def test_an_import_error_inside_a_module_propagates_unchanged(missing, tmp_path, monkeypatch):
+    import numpy_impl.foundations
+
+    # A module that exists (in a folder added to the package's search path) but imports something missing.
+    (tmp_path / "user_errors_broken.py").write_text(f"import {missing}\n")
+    monkeypatch.setattr(numpy_impl.foundations, "__path__", [*numpy_impl.foundations.__path__, str(tmp_path)])
+    with pytest.raises(ModuleNotFoundError) as error:
+        get_module("numpy", "foundations.user_errors_broken")
+    assert type(error.value) is ModuleNotFoundError and error.value.name == missing
+    assert str(error.value) == f"No module named '{missing}'"
 
 
 def test_digits_split_is_seeded_and_laid_out():

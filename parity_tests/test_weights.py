@@ -1,6 +1,8 @@
 """The canonical weights contract: safetensors files, strict loading with one clear error, and
 the base ``Module`` API that every tree shares."""
 import json
+import os
+import pickle
 import struct
 
 import numpy as np
@@ -9,7 +11,7 @@ import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
-from ml100.weights import StateDictError, load_weights, save_weights
+from ml100.weights import NotSafetensorsError, StateDictError, load_weights, save_weights
 
 TREES = ("numpy", "torch", "tf")
 
@@ -36,6 +38,57 @@ def test_safetensors_round_trip_is_exact_and_has_no_pickle(tmp_path):
 def test_save_rejects_non_arrays(tmp_path):
     with pytest.raises(TypeError, match="'w' must be a numpy.ndarray, got list"):
         save_weights(tmp_path / "w.safetensors", {"w": [1.0, 2.0]})
+
+
+def write_pickle(path):
+    path.write_bytes(pickle.dumps({"w": np.ones(3)}))
+
+
+def write_npz(path):
+    # Through a file object: given a path, NumPy would append its own extension.
+    with path.open("wb") as file:
+        np.savez(file, w=np.ones(3))
+
+
+def write_npy(path):
+    with path.open("wb") as file:
+        np.save(file, np.ones(3))
+
+
+# Each writes one kind of file people pass as weights, and the description load_weights gives it.
+NOT_SAFETENSORS = {
+    "pickle": (write_pickle, "a pickle"),
+    "torch.save": (lambda path: torch.save({"w": torch.ones(3)}, path), "a zip archive (torch.save's .pt"),
+    "npz": (write_npz, "a zip archive (torch.save's .pt and NumPy's .npz"),
+    "npy": (write_npy, "a NumPy .npy file"),
+    "random bytes": (lambda path: path.write_bytes(np.random.default_rng(0).bytes(64)), "an unknown format (64 bytes starting "),
+    "empty": (lambda path: path.write_bytes(b""), "an empty file"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_SAFETENSORS)
+def test_loading_something_else_says_it_is_not_safetensors(kind, tmp_path):
+    write, description = NOT_SAFETENSORS[kind]
+    path = tmp_path / "weights.safetensors"
+    write(path)
+    with pytest.raises(NotSafetensorsError) as error:
+        load_weights(path)
+    assert str(error.value).startswith(f"{path} is not a safetensors file: it looks like {description}")
+
+
+def test_loading_a_wrong_path_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"weights file {tmp_path / 'nope.safetensors'} does not exist"):
+        load_weights(tmp_path / "nope.safetensors")
+    with pytest.raises(IsADirectoryError, match=f"weights file {tmp_path} is a directory, not a safetensors file"):
+        load_weights(tmp_path)
+
+
+def test_a_truncated_safetensors_file_is_named_damaged(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, {"w": np.ones(8)})
+    os.truncate(path, path.stat().st_size - 4)
+    with pytest.raises(NotSafetensorsError, match=f"{path}: damaged safetensors file: "):
+        load_weights(path)
 
 
 @pytest.mark.parametrize("tree", TREES)
