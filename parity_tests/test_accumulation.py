@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ml100.backends import get_module
+from ml100.configs import CNNConfig, MobileNetConfig, ResNetConfig
 from parity_tests.harness import TOLERANCES, random_weights
 
 DTYPE = "float64"
@@ -197,16 +198,17 @@ def small_models():
         "LogisticRegression": (tree("foundations.logistic_regression").LogisticRegression(4, **seeded()), x_flat),
         "SoftmaxRegression": (tree("foundations.softmax_regression").SoftmaxRegression(4, 3, **seeded()), x_flat),
         "MLP": (tree("foundations.mlp").MLP(4, [5, 6], 3, activation="gelu", **seeded()), x_flat),
-        "CNN": (tree("foundations.cnn").CNN(in_channels=3, channels=(2, 3), hidden=5, **seeded()), x_digit),
-        "CNN with batch norm": (tree("foundations.cnn").CNN(in_channels=3, channels=(2, 3), hidden=5, batch_norm=True,
+        "CNN": (tree("foundations.cnn").CNN(CNNConfig(in_channels=3, channels=(2, 3), hidden=5), **seeded()), x_digit),
+        "CNN with batch norm": (tree("foundations.cnn").CNN(CNNConfig(in_channels=3, channels=(2, 3), hidden=5, batch_norm=True),
                                                             **seeded()).eval(), x_digit),
-        "ResNet": (tree("foundations.resnet").ResNet("basic", [1, 1, 1, 1], num_classes=3, in_channels=3, base_channels=2,
-                                                     small_input=True, **seeded()).eval(), x_digit),
-        "ResNet bottleneck": (tree("foundations.resnet").ResNet("bottleneck", [1, 1, 1, 1], num_classes=3, in_channels=3,
-                                                                base_channels=2, **seeded()).eval(),
+        "ResNet": (tree("foundations.resnet").ResNet(ResNetConfig("basic", (1, 1, 1, 1), num_classes=3, in_channels=3,
+                                                                  base_channels=2, small_input=True), **seeded()).eval(), x_digit),
+        "ResNet bottleneck": (tree("foundations.resnet").ResNet(ResNetConfig("bottleneck", (1, 1, 1, 1), num_classes=3,
+                                                                             in_channels=3, base_channels=2), **seeded()).eval(),
                               np.random.default_rng(6).standard_normal((2, 3, 16, 16))),
-        "MobileNet": (tree("foundations.mobilenet").MobileNet(num_classes=3, in_channels=3, stem_channels=2, channels=(4, 4),
-                                                              strides=(1, 2), se_reduction=2, **seeded()).eval(), x_digit),
+        "MobileNet": (tree("foundations.mobilenet").MobileNet(MobileNetConfig(num_classes=3, in_channels=3, stem_channels=2,
+                                                                              channels=(4, 4), strides=(1, 2), se_reduction=2),
+                                                              **seeded()).eval(), x_digit),
     }
 
 

@@ -2,6 +2,7 @@
 layers; and training parity: with batch norm, in float64, 50 Adam steps on digits give one loss curve
 and one set of running statistics in every tree."""
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,12 +10,14 @@ import torch
 from torch import nn
 
 from ml100.backends import get_module
+from ml100.configs import CNNConfig
 from ml100.data import batch_indices, load_digits_split
 from parity_tests.harness import TOLERANCES, Case, check_parity, compare_tensors, gradcheck_numpy, max_errors, run_torch
 
 MODULE = "foundations.cnn"
 NCHW_TO_NHWC = (0, 2, 3, 1)
 CHANNELS, HIDDEN = (4, 6), 12
+CONFIG = CNNConfig(channels=CHANNELS, hidden=HIDDEN)
 
 
 class TorchNNCNN(nn.Module):
@@ -43,7 +46,7 @@ def cnn_case(batch_norm, train=True, batch=4):
 
     return Case(
         module=MODULE,
-        build=lambda m, dtype, rng: m.CNN(channels=CHANNELS, hidden=HIDDEN, batch_norm=batch_norm, dtype=dtype, rng=rng).train(train),
+        build=lambda m, dtype, rng: m.CNN(replace(CONFIG, batch_norm=batch_norm), dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.uniform(0, 1, (batch, 1, 8, 8)).astype(dtype)},
         references={"torch.nn": torch_reference},
         tf_layouts={"x": NCHW_TO_NHWC},
@@ -79,7 +82,7 @@ STEPS, BATCH, LR = 50, 32, 1e-2
 
 
 def train_cnn(tree, state, split):
-    model = get_module(tree, MODULE).CNN(channels=CHANNELS, hidden=HIDDEN, batch_norm=True, dtype="float64")
+    model = get_module(tree, MODULE).CNN(replace(CONFIG, batch_norm=True), dtype="float64")
     model.load_canonical_state_dict(state)
     loss_fn = get_module(tree, "foundations.losses").CrossEntropyLoss(dtype="float64")
     optimizer = get_module(tree, "foundations.optim").Adam(dict(model.named_parameters()), lr=LR)
@@ -93,7 +96,7 @@ def train_cnn(tree, state, split):
 
 @pytest.fixture(scope="module")
 def cnn_runs():
-    state = get_module("numpy", MODULE).CNN(channels=CHANNELS, hidden=HIDDEN, batch_norm=True, dtype="float64",
+    state = get_module("numpy", MODULE).CNN(replace(CONFIG, batch_norm=True), dtype="float64",
                                             rng=np.random.default_rng(0)).canonical_state_dict()
     splits = {"numpy": load_digits_split("NCHW", "float64"), "torch": load_digits_split("NCHW", "float64"),
               "tf": load_digits_split("NHWC", "float64")}
@@ -122,6 +125,10 @@ def test_cnn_running_statistics_agree_after_training(cnn_runs):
 
 
 @pytest.mark.parametrize("tree", ["numpy", "torch", "tf"])
-def test_cnn_bad_configuration(tree):
-    with pytest.raises(ValueError, match="image_size must be divisible by 4"):
-        get_module(tree, MODULE).CNN(image_size=6)
+def test_cnn_takes_its_config(tree):
+    """The sizes come from a CNNConfig, which checked them (its own errors: parity_tests/test_configs.py)."""
+    cnn = get_module(tree, MODULE)
+    model = cnn.CNN(replace(CONFIG, num_classes=3), rng=np.random.default_rng(0))
+    assert model.config.num_classes == 3 and model.canonical_state_dict()["fc2.weight"].shape == (3, HIDDEN)
+    with pytest.raises(TypeError, match=r"CNN: config must be an ml100.configs.CNNConfig, got dict .*CNNConfig.from_dict"):
+        cnn.CNN(CONFIG.to_dict())

@@ -14,6 +14,7 @@ import torch
 import torchvision
 
 from ml100.backends import get_module
+from ml100.configs import MobileNetConfig
 from ml100.data import load_digits_split
 from parity_tests.harness import (TREES, Case, assert_no_failures, build_models, check_parity, compare_tensors,
                                   gradcheck_numpy, run_tf, run_torch, run_tree, share_weights)
@@ -187,8 +188,9 @@ def test_squeeze_excitation_loads_torchvisions_state_dict():
 def mobilenet_case(se_reduction=4, train=True, channels=(4, 6), stem_channels=3, batch=4, size=8):
     return Case(
         module=MODULE,
-        build=lambda m, dtype, rng: m.MobileNet(num_classes=5, in_channels=1, stem_channels=stem_channels, channels=channels,
-                                                strides=(1, 2), se_reduction=se_reduction, dtype=dtype, rng=rng).train(train),
+        build=lambda m, dtype, rng: m.MobileNet(MobileNetConfig(num_classes=5, in_channels=1, stem_channels=stem_channels,
+                                                                channels=channels, strides=(1, 2), se_reduction=se_reduction),
+                                                dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((batch, 1, size, size)).astype(dtype)},
         tf_layouts={"x": NCHW_TO_NHWC},
     )
@@ -219,7 +221,7 @@ def test_mobilenet_gradcheck():
 def test_default_mobilenet_takes_a_digits_batch(tree):
     layout = "NHWC" if tree == "tf" else "NCHW"
     x = load_digits_split(layout=layout).x_train[:3]  # float32
-    net = get_module(tree, MODULE).MobileNet(rng=np.random.default_rng(0))
+    net = get_module(tree, MODULE).MobileNet(MobileNetConfig(), rng=np.random.default_rng(0))
     logits = net(torch.from_numpy(x) if tree == "torch" else tf.constant(x) if tree == "tf" else x)
     assert tuple(logits.shape) == (3, 10)
 
@@ -235,7 +237,8 @@ def test_count_parameters_matches_the_formulas(tree):
     assert m.standard_conv_parameters(3, c_in, c_out) == 540
     se = m.SqueezeExcitation(c_out, 3, rng=rng)
     assert m.count_parameters(se) == c_out * 3 + 3 + 3 * c_out + c_out
-    net = m.MobileNet(num_classes=10, in_channels=1, stem_channels=8, channels=(16, 32), strides=(1, 2), rng=rng)
+    net = m.MobileNet(MobileNetConfig(num_classes=10, in_channels=1, stem_channels=8, channels=(16, 32), strides=(1, 2)),
+                      rng=rng)
     expected = (9 * 1 * 8 + 2 * 8  # stem conv, bn1
                 + m.separable_conv_parameters(3, 8, 16) + 2 * 8 + 2 * 16
                 + m.separable_conv_parameters(3, 16, 32) + 2 * 16 + 2 * 32
@@ -246,7 +249,7 @@ def test_count_parameters_matches_the_formulas(tree):
 
 def test_count_parameters_equals_torchs_numel():
     torch_m = get_module("torch", MODULE)
-    net = torch_m.MobileNet(rng=np.random.default_rng(0))
+    net = torch_m.MobileNet(MobileNetConfig(), rng=np.random.default_rng(0))
     assert torch_m.count_parameters(net) == sum(p.numel() for p in net.parameters())
     assert torch_m.count_parameters(torch_m.SqueezeExcitation(8, 3)) == sum(
         p.numel() for p in torchvision.ops.SqueezeExcitation(8, 3).parameters())
@@ -274,8 +277,8 @@ def test_bad_input_is_a_clear_error(tree):
         se(to_tree(np.zeros((2, 4, 5, 5), dtype="float32")))
     with pytest.raises(ValueError, match="Conv2d: x must have 4 channels"):
         block(to_tree(np.zeros((2, 3, 5, 5))))
-    with pytest.raises(ValueError, match="channels and strides must be non-empty and of equal length"):
-        m.MobileNet(channels=(8, 16), strides=(1,))
+    with pytest.raises(TypeError, match="MobileNet: config must be an ml100.configs.MobileNetConfig, got NoneType"):
+        m.MobileNet(None)
 
 
 def test_tf_depthwise_conv2d_with_dilation_and_stride_is_not_a_strided_dilated_conv():

@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from ml100.backends import get_module
+from ml100.configs import RESNET_BLOCKS, ResNetConfig
 from parity_tests.harness import Case, check_parity, gradcheck_numpy, run_torch
 
 MODULE = "foundations.resnet"
@@ -65,8 +66,9 @@ def test_block_gradcheck(name):
 def mini_resnet_case(block="basic", base_channels=2, batch=4, size=8, train=True):
     return Case(
         module=MODULE,
-        build=lambda m, dtype, rng: m.ResNet(block, [1, 1, 1, 1], num_classes=5, in_channels=1, base_channels=base_channels,
-                                             small_input=True, dtype=dtype, rng=rng).train(train),
+        build=lambda m, dtype, rng: m.ResNet(ResNetConfig(block, (1, 1, 1, 1), num_classes=5, in_channels=1,
+                                                          base_channels=base_channels, small_input=True),
+                                             dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.standard_normal((batch, 1, size, size)).astype(dtype)},
         tf_layouts={"x": NCHW_TO_NHWC},
     )
@@ -136,9 +138,11 @@ def test_resnet50_canonical_names_are_torchvision_names():
 
 
 @pytest.mark.parametrize("tree", ["numpy", "torch", "tf"])
-def test_bad_configuration_is_a_clear_error(tree):
+def test_resnet_takes_its_config(tree):
+    """Block names and sizes are checked by ResNetConfig (parity_tests/test_configs.py); every tree
+    has a block class for each of its names, and takes nothing but the config."""
     resnet = get_module(tree, MODULE)
-    with pytest.raises(ValueError, match="unknown block 'wide'; expected one of: basic, bottleneck"):
-        resnet.ResNet("wide", [1, 1, 1, 1])
-    with pytest.raises(ValueError, match="layers must give the block count of 4 stages"):
-        resnet.ResNet("basic", [2, 2, 2])
+    assert tuple(resnet.BLOCKS) == RESNET_BLOCKS
+    with pytest.raises(TypeError, match="ResNet: config must be an ml100.configs.ResNetConfig, got str 'basic'"):
+        resnet.ResNet("basic", [2, 2, 2, 2])
+    assert resnet.resnet18(num_classes=7).config == ResNetConfig("basic", (2, 2, 2, 2), num_classes=7)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ml100.checks import check_input
+from ml100.configs import CNNConfig, check_config
 
 from ..module import Module
 from .activations import ReLU
@@ -41,19 +42,19 @@ class Flatten(Module):
 
 
 class CNN(Module):
-    """Two conv blocks (conv, optional batch norm, ReLU, 2×2 max pool) and a two-layer classifier."""
+    """Two conv blocks (conv, optional batch norm, ReLU, 2×2 max pool) and a two-layer classifier,
+    sized by a :class:`ml100.configs.CNNConfig` (which has checked every size)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, channels=(16, 32), hidden: int = 64,
-                 image_size: int = 8, batch_norm: bool = False, dtype="float32", rng: np.random.Generator | None = None):
+    def __init__(self, config: CNNConfig, dtype="float32", rng: np.random.Generator | None = None):
+        check_config("CNN", config, CNNConfig)
         super().__init__(dtype)
-        if image_size % 4:
-            raise ValueError(f"image_size must be divisible by 4 (two 2x2 poolings), got {image_size}")
         rng = np.random.default_rng() if rng is None else rng
-        c1, c2 = channels
-        self.batch_norm = batch_norm
+        self.config = config
+        c1, c2 = config.channels
+        batch_norm = config.batch_norm
         # Batch norm subtracts the per-channel mean, cancelling any bias before it (whose gradient
         # is then exactly 0): convolutions that feed batch norm have none.
-        self.conv1 = Conv2d(in_channels, c1, 3, padding=1, bias=not batch_norm, dtype=dtype, rng=rng)
+        self.conv1 = Conv2d(config.in_channels, c1, 3, padding=1, bias=not batch_norm, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(c1, dtype=dtype) if batch_norm else None
         self.relu1 = ReLU(dtype=dtype)
         self.pool1 = MaxPool2d(2, dtype=dtype)
@@ -62,9 +63,9 @@ class CNN(Module):
         self.relu2 = ReLU(dtype=dtype)
         self.pool2 = MaxPool2d(2, dtype=dtype)
         self.flatten = Flatten(dtype=dtype)
-        self.fc1 = Linear(c2 * (image_size // 4) ** 2, hidden, dtype=dtype, rng=rng)
+        self.fc1 = Linear(c2 * (config.image_size // 4) ** 2, config.hidden, dtype=dtype, rng=rng)
         self.relu3 = ReLU(dtype=dtype)
-        self.fc2 = Linear(hidden, num_classes, dtype=dtype, rng=rng)
+        self.fc2 = Linear(config.hidden, config.num_classes, dtype=dtype, rng=rng)
 
     def stages(self) -> list[Module]:
         """The modules in the order forward applies them (batch norm only when asked for)."""

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ml100.checks import check_input
+from ml100.configs import MobileNetConfig, check_config
 
 from ..module import Module, Sequential
 from .activations import ReLU, Sigmoid
@@ -110,10 +111,11 @@ class SqueezeExcitation(Module):
 class MobileNet(Module):
     """A small MobileNet v1-style classifier for 8×8 digits.
 
-    Stem 3×3 conv (``stem_channels``, stride 1, no bias) → BN → ReLU, then one
-    :class:`DepthwiseSeparableConv` per entry of ``channels``/``strides`` (in ``blocks``), an
-    optional :class:`SqueezeExcitation` on the last width (``squeeze_channels = max(1, C //
-    se_reduction)``; ``se_reduction=None`` leaves it out), global average pool and ``fc``.
+    Sized by a :class:`ml100.configs.MobileNetConfig`: stem 3×3 conv (``stem_channels``, stride 1,
+    no bias) → BN → ReLU, then one :class:`DepthwiseSeparableConv` per entry of
+    ``channels``/``strides`` (in ``blocks``), an optional :class:`SqueezeExcitation` on the last width
+    (``squeeze_channels = max(1, C // se_reduction)``; ``se_reduction=None`` leaves it out), global
+    average pool and ``fc``.
 
     Why separable: a block from :math:`C_{in}` to :math:`C_{out}` has :math:`9C_{in} + C_{in}C_{out}`
     conv weights against :math:`9C_{in}C_{out}` for a standard 3×3 conv, a ratio of
@@ -121,22 +123,22 @@ class MobileNet(Module):
     output pixel). See :func:`standard_conv_parameters`, :func:`separable_conv_parameters`.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, stem_channels: int = 8, channels=(16, 32),
-                 strides=(1, 2), se_reduction: int | None = 4, dtype="float32", rng: np.random.Generator | None = None):
+    def __init__(self, config: MobileNetConfig, dtype="float32", rng: np.random.Generator | None = None):
+        check_config("MobileNet", config, MobileNetConfig)
         super().__init__(dtype)
-        if len(channels) != len(strides) or not channels:
-            raise ValueError(f"channels and strides must be non-empty and of equal length, got {list(channels)} and {list(strides)}")
         rng = np.random.default_rng() if rng is None else rng
-        self.conv1 = Conv2d(in_channels, stem_channels, 3, padding=1, bias=False, dtype=dtype, rng=rng)
+        self.config = config
+        stem_channels, se_reduction = config.stem_channels, config.se_reduction
+        self.conv1 = Conv2d(config.in_channels, stem_channels, 3, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(stem_channels, dtype=dtype)
         self.relu = ReLU(dtype=dtype)
-        widths = [stem_channels, *channels]
+        widths = [stem_channels, *config.channels]
         self.blocks = Sequential([DepthwiseSeparableConv(c_in, c_out, stride, dtype=dtype, rng=rng)
-                                  for c_in, c_out, stride in zip(widths, widths[1:], strides)])
+                                  for c_in, c_out, stride in zip(widths, widths[1:], config.strides)])
         self.se = None if se_reduction is None else SqueezeExcitation(widths[-1], max(1, widths[-1] // se_reduction),
                                                                       dtype=dtype, rng=rng)
         self.avgpool = GlobalAvgPool2d(dtype=dtype)
-        self.fc = Linear(widths[-1], num_classes, dtype=dtype, rng=rng)
+        self.fc = Linear(widths[-1], config.num_classes, dtype=dtype, rng=rng)
 
     def stages(self) -> list[Module]:
         """The modules in the order forward applies them (the SE block only when present)."""

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ml100.configs import ResNetConfig, check_config
+
 from ..module import Module, Sequential
 from .activations import ReLU
 from .batchnorm import BatchNorm2d
@@ -94,36 +96,33 @@ class Bottleneck(Module):
         return self.relu(out + identity)  # (N, 4C, Ho, Wo)
 
 
-#: Block names the constructors accept.
+#: The config's block names (``ml100.configs.RESNET_BLOCKS``, which checks them) -> block classes.
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(Module):
     """Stem (7×7/2 conv, BN, ReLU, 3×3/2 max pool), four stages of blocks, global average pool, ``fc``.
 
-    ``layers`` gives the number of blocks per stage; stage widths are ``base_channels`` × 1, 2, 4, 8
-    (64 in torchvision). ``small_input=True`` swaps the stem for a 3×3/1 conv without max pool,
-    which suits 8×8 digits.
+    A :class:`ml100.configs.ResNetConfig` gives the block, the number of blocks per stage
+    (``layers``) and the sizes; stage widths are ``base_channels`` × 1, 2, 4, 8 (64 in torchvision).
+    ``small_input=True`` swaps the stem for a 3×3/1 conv without max pool, which suits 8×8 digits.
     """
 
-    def __init__(self, block: str, layers, num_classes: int = 1000, in_channels: int = 3, base_channels: int = 64,
-                 small_input: bool = False, dtype="float32", rng: np.random.Generator | None = None):
+    def __init__(self, config: ResNetConfig, dtype="float32", rng: np.random.Generator | None = None):
+        check_config("ResNet", config, ResNetConfig)
         super().__init__(dtype)
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; expected one of: {', '.join(BLOCKS)}")
-        if len(layers) != 4:
-            raise ValueError(f"layers must give the block count of 4 stages, got {list(layers)}")
         rng = np.random.default_rng() if rng is None else rng
-        block_class = BLOCKS[block]
-        self.small_input = small_input
-        stem_kernel, stem_stride, stem_padding = (3, 1, 1) if small_input else (7, 2, 3)
-        self.conv1 = Conv2d(in_channels, base_channels, stem_kernel, stride=stem_stride, padding=stem_padding,
+        self.config = config
+        block_class = BLOCKS[config.block]
+        base_channels = config.base_channels
+        stem_kernel, stem_stride, stem_padding = (3, 1, 1) if config.small_input else (7, 2, 3)
+        self.conv1 = Conv2d(config.in_channels, base_channels, stem_kernel, stride=stem_stride, padding=stem_padding,
                             bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(base_channels, dtype=dtype)
         self.relu = ReLU(dtype=dtype)
         self.maxpool = MaxPool2d(3, stride=2, padding=1, dtype=dtype)
         channels = base_channels
-        for stage, blocks in enumerate(layers):
+        for stage, blocks in enumerate(config.layers):
             width = base_channels * 2**stage
             stride = 1 if stage == 0 else 2
             stage_blocks = []
@@ -132,11 +131,11 @@ class ResNet(Module):
                 channels = width * block_class.expansion
             setattr(self, f"layer{stage + 1}", Sequential(stage_blocks))
         self.avgpool = GlobalAvgPool2d(dtype=dtype)
-        self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
+        self.fc = Linear(channels, config.num_classes, dtype=dtype, rng=rng)
 
     def stages(self) -> list[Module]:
         """The modules in the order forward applies them (the max pool only with the large stem)."""
-        stem = [self.conv1, self.bn1, self.relu] + ([] if self.small_input else [self.maxpool])
+        stem = [self.conv1, self.bn1, self.relu] + ([] if self.config.small_input else [self.maxpool])
         return [*stem, self.layer1, self.layer2, self.layer3, self.layer4, self.avgpool, self.fc]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,10 +145,10 @@ class ResNet(Module):
 
 
 def resnet18(num_classes: int = 1000, dtype="float32", rng: np.random.Generator | None = None) -> ResNet:
-    """torchvision's ResNet-18: basic blocks, [2, 2, 2, 2]."""
-    return ResNet("basic", [2, 2, 2, 2], num_classes=num_classes, dtype=dtype, rng=rng)
+    """torchvision's ResNet-18: basic blocks, (2, 2, 2, 2)."""
+    return ResNet(ResNetConfig.resnet18(num_classes=num_classes), dtype=dtype, rng=rng)
 
 
 def resnet50(num_classes: int = 1000, dtype="float32", rng: np.random.Generator | None = None) -> ResNet:
-    """torchvision's ResNet-50: bottleneck blocks, [3, 4, 6, 3]."""
-    return ResNet("bottleneck", [3, 4, 6, 3], num_classes=num_classes, dtype=dtype, rng=rng)
+    """torchvision's ResNet-50: bottleneck blocks, (3, 4, 6, 3)."""
+    return ResNet(ResNetConfig.resnet50(num_classes=num_classes), dtype=dtype, rng=rng)

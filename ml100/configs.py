@@ -1,0 +1,304 @@
+"""Model configs: one frozen dataclass per composite model, shared by the three trees and the examples.
+
+A composite model takes its architecture as one config object, as nanoGPT's ``GPT(config)`` and
+Hugging Face's ``GPT2Config`` do: ``ResNet(config, dtype=..., rng=...)`` in every tree, with the
+precision and the random generator beside it (they say how to build, not what). Field names are
+the reference's where one exists — torchvision's ``ResNet(block, layers, num_classes)`` — so a
+reader who knows the reference reads the config at a glance.
+
+A config holds plain Python values only (ints, bools, strings, tuples), which makes it
+
+* **checked once**, here, for all three trees: ``__post_init__`` refuses a non-positive size, an
+  unknown block name, a tuple of the wrong length, a bool where an int belongs, and the rules
+  across fields (an image size two poolings cannot halve), each with one :class:`ConfigError`
+  that names the config, the field, what was expected and what arrived;
+* **hashable and comparable**: frozen, lists given for tuple fields stored as tuples;
+* **a checkpoint's metadata**: :meth:`ModelConfig.to_dict` is JSON-ready and
+  :meth:`ModelConfig.from_dict` rebuilds the config, refusing unknown fields;
+* **the command line**: :func:`add_config_arguments` adds one option per field (``--base-channels``;
+  tuples take several values, bools are ``--flag/--no-flag``, help from the field's metadata) and
+  :func:`config_from_args` builds the config back, a bad value being a one-line ``parser.error``.
+
+Variants are ``dataclasses.replace(config, num_classes=5)``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from numbers import Integral
+from typing import Any, NamedTuple
+
+#: The ResNet block names; each tree's ``resnet.BLOCKS`` maps them to its block classes.
+RESNET_BLOCKS = ("basic", "bottleneck")
+
+
+class ConfigError(ValueError):
+    """A config field with a bad value; ``field`` names it, so the command line can name its flag."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def option(default=dataclasses.MISSING, *, help: str, length: int | None = None, choices: tuple[str, ...] | None = None):
+    """A config field with its help text (also the flag's ``--help`` line).
+
+    ``length`` fixes the number of entries of a tuple field; ``choices`` lists a string field's values.
+    A field without ``default`` is required (torchvision's ``block`` and ``layers`` are).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "length": length, "choices": choices})
+
+
+class FieldKind(NamedTuple):
+    """What a field holds, read from its annotation: ``int``, ``bool`` or ``str``; a tuple of them; or ``None`` too."""
+
+    base: type
+    sequence: bool
+    optional: bool
+
+
+def field_kind(hint) -> FieldKind:
+    """The :class:`FieldKind` of an annotation: ``int``, ``bool``, ``str``, ``tuple[int, ...]``, each ``| None``."""
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        # `X | None`: the single other member is the kind.
+        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        optional, hint = True, members[0] if len(members) == 1 else hint
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
+        return FieldKind(typing.get_args(hint)[0], True, optional)
+    if hint in (int, bool, str):
+        return FieldKind(hint, False, optional)
+    raise TypeError(f"config fields are int, bool, str or tuple[int, ...] (each may be `| None`), got {hint!r}")
+
+
+def field_kinds(config_class: type) -> dict[str, FieldKind]:
+    """Field name -> :class:`FieldKind` for every field of a config class, in definition order."""
+    hints = typing.get_type_hints(config_class)
+    return {f.name: field_kind(hints[f.name]) for f in dataclasses.fields(config_class)}
+
+
+#: How each kind of value is described in errors: one value, several.
+DESCRIPTIONS = {int: ("an int >= 1", "ints >= 1"), bool: ("True or False", "bools"), str: ("a string", "strings")}
+
+
+class ModelConfig:
+    """Base of the model configs: field checks after construction, the dict round trip.
+
+    Every integer (and every entry of an integer tuple) is a size, a count or a stride: an int >= 1.
+    Subclasses add the rules across fields in :meth:`check_relations`.
+    """
+
+    def __post_init__(self):
+        kinds = field_kinds(type(self))
+        for f in dataclasses.fields(self):
+            # Frozen: the checked value (a list made a tuple, a NumPy int a Python int) is set past __setattr__.
+            object.__setattr__(self, f.name, self._checked(f, kinds[f.name], getattr(self, f.name)))
+        self.check_relations()
+
+    def check_relations(self) -> None:
+        """Rules that involve several fields; none by default."""
+
+    def error(self, field: str, expected: str, value) -> ConfigError:
+        """``<Config>: <field> must <expected>, got <value>``, tagged with the field."""
+        return ConfigError(f"{type(self).__name__}: {field} must {expected}, got {value!r}", field)
+
+    def _checked(self, f: dataclasses.Field, kind: FieldKind, value):
+        if value is None:
+            if kind.optional:
+                return None
+            raise self.error(f.name, "not be None", value)
+        if not kind.sequence:
+            return self._checked_value(f, kind.base, value, value)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            raise self.error(f.name, f"be a tuple of {DESCRIPTIONS[kind.base][1]}", value)
+        length = f.metadata["length"]
+        if length is not None and len(value) != length:
+            raise self.error(f.name, f"have {length} entries", value)
+        if not value:
+            raise self.error(f.name, "not be empty", value)
+        return tuple(self._checked_value(f, kind.base, item, value) for item in value)
+
+    def _checked_value(self, f: dataclasses.Field, base: type, item, value):
+        """One value ``item`` of the field (the field itself, or an entry of its tuple ``value``,
+        which the error shows whole)."""
+        one, several = DESCRIPTIONS[base]
+        expected = f"be {one}" if item is value else f"hold {several}"
+        choices = f.metadata["choices"]
+        if base is bool and not isinstance(item, bool):
+            raise self.error(f.name, expected, value)
+        if base is str and not (isinstance(item, str) and (choices is None or item in choices)):
+            raise self.error(f.name, f"be one of: {', '.join(choices)}" if choices else expected, value)
+        if base is int:
+            # bool is an Integral too, but True as a channel count is a bug, not a 1.
+            if isinstance(item, bool) or not isinstance(item, Integral) or item < 1:
+                raise self.error(f.name, expected, value)
+            return int(item)
+        return item
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field name -> value, tuples as lists: ``json.dumps`` takes it as it is (a checkpoint's metadata)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """The config a :meth:`to_dict` gave; missing fields take their defaults, unknown ones are an error."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict takes a mapping of field names to values, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [key for key in data if key not in names]
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(map(repr, unknown))}; "
+                              f"the fields are: {', '.join(names)}", unknown[0])
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise ConfigError(f"{cls.__name__}: missing required field(s) {', '.join(missing)}", missing[0])
+        return cls(**data)
+
+
+def check_config(owner: str, config, expected: type) -> None:
+    """A model given something other than its config class gets a ``TypeError`` saying how to build one."""
+    if isinstance(config, expected):
+        return
+    hint = f"{expected.__name__}.from_dict(...)" if isinstance(config, Mapping) else f"{expected.__name__}(...)"
+    raise TypeError(f"{owner}: config must be an ml100.configs.{expected.__name__}, got {type(config).__name__} "
+                    f"{config!r}; build one with {hint}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNConfig(ModelConfig):
+    """The day-17 LeNet-style CNN (no reference config: the names are the constructor arguments of
+    ``torch.nn``'s layers it is built from)."""
+
+    in_channels: int = option(1, help="channels of the input images")
+    num_classes: int = option(10, help="classes (outputs of fc2)")
+    channels: tuple[int, ...] = option((16, 32), length=2, help="output channels of the two conv blocks")
+    hidden: int = option(64, help="width of the hidden dense layer fc1")
+    image_size: int = option(8, help="height and width of the input images; a multiple of 4 (two 2x2 poolings)")
+    batch_norm: bool = option(False, help="batch norm after each convolution (which then has no bias)")
+
+    def check_relations(self) -> None:
+        if self.image_size % 4:
+            raise self.error("image_size", "be divisible by 4 (two 2x2 poolings)", self.image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig(ModelConfig):
+    """A ResNet (day 18). ``block``, ``layers`` and ``num_classes`` are torchvision's
+    ``ResNet(block, layers, num_classes)``, with the block named rather than passed as a class;
+    torchvision fixes the rest (3 input channels, width 64, the 7x7/2 stem)."""
+
+    block: str = option(choices=RESNET_BLOCKS, help="residual block: basic (ResNet-18/34) or bottleneck (ResNet-50+)")
+    layers: tuple[int, ...] = option(length=4, help="blocks in each of the four stages")
+    num_classes: int = option(1000, help="classes (outputs of fc)")
+    in_channels: int = option(3, help="channels of the input images")
+    base_channels: int = option(64, help="width of the stem and the first stage; stage k has base_channels * 2**k")
+    small_input: bool = option(False, help="a 3x3 stride-1 stem without max pool (for 8x8 digits) instead of 7x7/2 and a max pool")
+
+    @classmethod
+    def resnet18(cls, **changes) -> ResNetConfig:
+        """torchvision's ResNet-18: basic blocks, (2, 2, 2, 2); ``changes`` sets other fields."""
+        return cls(block="basic", layers=(2, 2, 2, 2), **changes)
+
+    @classmethod
+    def resnet50(cls, **changes) -> ResNetConfig:
+        """torchvision's ResNet-50: bottleneck blocks, (3, 4, 6, 3); ``changes`` sets other fields."""
+        return cls(block="bottleneck", layers=(3, 4, 6, 3), **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class MobileNetConfig(ModelConfig):
+    """The small MobileNet v1-style classifier (day 19). ``num_classes`` is torchvision's; its
+    ``MobileNetV2(inverted_residual_setting=...)`` rows ``(t, c, n, s)`` carry what ``channels`` (c)
+    and ``strides`` (s) give here, one separable block per entry."""
+
+    num_classes: int = option(10, help="classes (outputs of fc)")
+    in_channels: int = option(1, help="channels of the input images")
+    stem_channels: int = option(8, help="output channels of the 3x3 stem convolution")
+    channels: tuple[int, ...] = option((16, 32), help="output channels of each depthwise-separable block")
+    strides: tuple[int, ...] = option((1, 2), help="stride of each block's depthwise convolution, one per entry of channels")
+    se_reduction: int | None = option(4, help="squeeze-and-excitation on the last width with C // se_reduction "
+                                              "squeeze channels (at least 1); none leaves it out")
+
+    def check_relations(self) -> None:
+        if len(self.channels) != len(self.strides):
+            raise ConfigError(f"MobileNetConfig: channels and strides must have equal lengths (one block each), "
+                              f"got {self.channels} and {self.strides}", "strides")
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+def flag_name(field: str) -> str:
+    """``base_channels`` -> ``--base-channels``."""
+    return "--" + field.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of ``config_class``, in a group of its own, except the fields in ``skip``
+    (those the program fixes itself, such as the digits' image size).
+
+    Ints take one value, tuples as many as the field's ``length`` (any number when it has none),
+    ``int | None`` also the word ``none``; bools are ``--flag/--no-flag``; a field without default
+    is a required option. Defaults and help come from the field. Only the syntax is checked here:
+    the values are the config's to judge, in :func:`config_from_args`.
+    """
+    kinds = field_kinds(config_class)
+    unknown = [name for name in skip if name not in kinds]
+    if unknown:
+        raise ValueError(f"skip names no field of {config_class.__name__}: {', '.join(unknown)}")
+    group = parser.add_argument_group(f"model ({config_class.__name__})")
+    for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
+        kind, help_text = kinds[f.name], f.metadata["help"]
+        options: dict[str, Any] = {"dest": f.name}
+        if f.default is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            options["default"] = f.default
+        if kind.base is bool:
+            # BooleanOptionalAction adds "(default: ...)" to the help itself.
+            group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, help=help_text, **options)
+            continue
+        if kind.sequence:
+            options["nargs"] = f.metadata["length"] or "+"
+        if f.metadata["choices"]:
+            options["choices"] = f.metadata["choices"]
+        default = "" if f.default is dataclasses.MISSING else f" (default: {_show(f.default)})"
+        group.add_argument(flag_name(f.name), type=_parser_of(kind), help=help_text + default, **options)
+
+
+def config_from_args(parser: argparse.ArgumentParser, config_class: type, args: argparse.Namespace, **fixed):
+    """The config from parsed ``args`` (fields :func:`add_config_arguments` added) and ``fixed``
+    (the fields it skipped); a value the config refuses is ``parser.error`` naming the flag."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if f.name not in fixed}
+    try:
+        return config_class(**values, **fixed)
+    except ConfigError as error:
+        where = "" if error.field in fixed else f"argument {flag_name(error.field)}: "
+        parser.error(f"{where}{error}")
+
+
+def _parser_of(kind: FieldKind):
+    """The argparse ``type=`` for one value of a field: the syntax only, with a clear message."""
+    def parse(text: str):
+        if kind.optional and text.lower() == "none":
+            return None
+        if kind.base is int:
+            try:
+                return int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected an integer{' or none' if kind.optional else ''}, "
+                                                 f"got {text!r}") from None
+        return text
+
+    return parse
+
+
+def _show(value) -> str:
+    """A default as it is typed on the command line: tuples space-separated, ``None`` as ``none``."""
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
