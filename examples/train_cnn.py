@@ -18,27 +18,28 @@ import numpy as np
 
 from ml100.augment import draw_crop_offsets, draw_cutout_centers
 from ml100.backends import BACKENDS, get_module
-from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_batch_size, check_training_arguments, positive_int
+from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_batch_size, check_training_arguments
+from ml100.configs import CNNConfig, add_config_arguments, config_from_args
 from ml100.data import batch_indices, load_digits_split
 from ml100.runs import report_comparison, shared_initial_weights, training_progress
 from ml100.weights import StateDictError
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
+#: The CNNConfig fields the digits fix (8x8 grey images, ten classes): not options.
+DIGITS = {"in_channels": 1, "num_classes": 10, "image_size": 8}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(__doc__)
     add_training_arguments(parser)
-    parser.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32], help="channels of the two conv blocks")
-    parser.add_argument("--hidden", type=positive_int, default=64)
-    parser.add_argument("--batch-norm", action="store_true", help="batch norm after each convolution")
+    # --channels, --hidden, --batch-norm/--no-batch-norm: one option per other CNNConfig field.
+    add_config_arguments(parser, CNNConfig, skip=tuple(DIGITS))
     parser.add_argument("--augment", action="store_true", help="random 1-pixel shifts and 2x2 cutout while training")
     return parser
 
 
 def build_cnn(backend: str, args, rng=None):
-    return get_module(backend, "foundations.cnn").CNN(channels=tuple(args.channels), hidden=args.hidden,
-                                                      batch_norm=args.batch_norm, dtype=args.dtype, rng=rng)
+    return get_module(backend, "foundations.cnn").CNN(args.config, dtype=args.dtype, rng=rng)
 
 
 def make_trainer(backend: str, args, state: dict[str, np.ndarray]):
@@ -79,6 +80,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     # Bad arguments are refused here, before the data loads or a framework is imported.
     args = check_training_arguments(parser, parser.parse_args(argv))
+    args.config = config_from_args(parser, CNNConfig, args, **DIGITS)
     data = load_digits_split(layout="NCHW", dtype=args.dtype)
     check_batch_size(parser, args.batch_size, len(data.x_train))
     try:

@@ -258,15 +258,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, sk
             options["required"] = True
         else:
             options["default"] = f.default
+        default = "" if f.default is dataclasses.MISSING else f" (default: {_show(f.name, f.default)})"
         if kind.base is bool:
-            # BooleanOptionalAction adds "(default: ...)" to the help itself.
-            group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, help=help_text, **options)
+            group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, help=help_text + default, **options)
             continue
         if kind.sequence:
             options["nargs"] = f.metadata["length"] or "+"
         if f.metadata["choices"]:
             options["choices"] = f.metadata["choices"]
-        default = "" if f.default is dataclasses.MISSING else f" (default: {_show(f.default)})"
+        elif kind.base is int:
+            options["metavar"] = "N|none" if kind.optional else "N"
         group.add_argument(flag_name(f.name), type=_parser_of(kind), help=help_text + default, **options)
 
 
@@ -297,8 +298,11 @@ def _parser_of(kind: FieldKind):
     return parse
 
 
-def _show(value) -> str:
-    """A default as it is typed on the command line: tuples space-separated, ``None`` as ``none``."""
+def _show(field: str, value) -> str:
+    """A default as it is typed on the command line: tuples space-separated, ``None`` as ``none``,
+    a bool as its flag."""
+    if isinstance(value, bool):
+        return flag_name(field) if value else "--no-" + flag_name(field)[2:]
     if isinstance(value, tuple):
         return " ".join(map(str, value))
     return "none" if value is None else str(value)
