@@ -74,13 +74,15 @@ def test_the_plot_extensions_are_matplotlibs(example, capsys):
     assert all(f".{extension}," in err for extension in ("pdf", "png", "svg"))
 
 
-@pytest.mark.parametrize("script, argv, message", [
-    ("train_mlp", ["--hidden", "64", "0"], "argument --hidden: expected an integer >= 1, got '0'"),
-    ("train_cnn", ["--channels", "0", "0"], "argument --channels: expected an integer >= 1, got '0'"),
-    ("train_cnn", ["--hidden", "0"], "argument --hidden: expected an integer >= 1, got '0'"),
+@pytest.mark.parametrize("script, argv", [
+    ("train_mlp", ["--hidden", "64", "0"]),
+    ("train_cnn", ["--channels", "0", "0"]),
+    ("train_cnn", ["--hidden", "0"]),
 ])
-def test_examples_refuse_zero_widths(script, argv, message, capsys):
-    assert message in refusal(load_script(f"examples/{script}.py").main, argv, capsys)
+def test_examples_refuse_zero_widths(script, argv, capsys):
+    # The model's flags may be checked by argparse or by the model's config: either names the flag and the rule.
+    err = refusal(load_script(f"examples/{script}.py").main, argv, capsys)
+    assert f"argument {argv[0]}: " in err and ">= 1" in err
 
 
 def test_examples_refuse_a_weights_file_that_is_not_safetensors(example, tmp_path, capsys):
