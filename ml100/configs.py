@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from numbers import Integral
 from typing import Any, NamedTuple
 
+from .cli_args import positive_int
+
 #: The ResNet block names; each tree's ``resnet.BLOCKS`` maps them to its block classes.
 RESNET_BLOCKS = ("basic", "bottleneck")
 
@@ -241,8 +243,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, sk
 
     Ints take one value, tuples as many as the field's ``length`` (any number when it has none),
     ``int | None`` also the word ``none``; bools are ``--flag/--no-flag``; a field without default
-    is a required option. Defaults and help come from the field. Only the syntax is checked here:
-    the values are the config's to judge, in :func:`config_from_args`.
+    is a required option. Defaults and help come from the field. Each value is checked as it is
+    parsed (an int >= 1); the config judges the rest (lengths, rules across fields) in
+    :func:`config_from_args`.
     """
     kinds = field_kinds(config_class)
     unknown = [name for name in skip if name not in kinds]
@@ -283,17 +286,20 @@ def config_from_args(parser: argparse.ArgumentParser, config_class: type, args: 
 
 
 def _parser_of(kind: FieldKind):
-    """The argparse ``type=`` for one value of a field: the syntax only, with a clear message."""
+    """The argparse ``type=`` for one value of a field. Ints are checked as they are parsed, by the
+    examples' own ``positive_int`` (the config's rule for every int), so a bad one reads as any other
+    option's: ``argument --hidden: expected an integer >= 1, got '0'``."""
     def parse(text: str):
         if kind.optional and text.lower() == "none":
             return None
-        if kind.base is int:
-            try:
-                return int(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected an integer{' or none' if kind.optional else ''}, "
-                                                 f"got {text!r}") from None
-        return text
+        if kind.base is not int:
+            return text
+        try:
+            return positive_int(text)
+        except argparse.ArgumentTypeError:
+            if not kind.optional:
+                raise
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1 or none, got {text!r}") from None
 
     return parse
 
