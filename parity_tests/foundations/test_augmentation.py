@@ -21,28 +21,13 @@ import torchvision.transforms.v2.functional as TVF
 
 from ml100 import augment
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, check_parity, gradcheck_numpy, run_tf, run_torch,
-                                  tf_layout_call)
+from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, check_parity, gradcheck_numpy, nchw_to_nhwc, nhwc_to_nchw,
+                                  run_tf, run_torch, tf_layout_call, to_canonical, to_native, to_tree)
 
 MODULE = "foundations.augmentation"
 N, C, H, W, K = 4, 3, 5, 6, 5
 PADDING, SIZE, ALPHA = 2, 3, 1.0
-NHWC = (0, 2, 3, 1)
 np_mod = get_module("numpy", MODULE)
-
-
-def to_tree(tree, array):
-    return array if tree == "numpy" else (torch.from_numpy(array) if tree == "torch" else tf.constant(array))
-
-
-def to_native(tree, images):
-    """Canonical NCHW images as the tree takes them (the TF tree: NHWC)."""
-    return to_tree(tree, np.ascontiguousarray(images.transpose(NHWC)) if tree == "tf" else images)
-
-
-def to_canonical(tree, images):
-    images = np.asarray(images)
-    return images.transpose(0, 3, 1, 2) if tree == "tf" else images
 
 
 def onehot(labels, dtype):
@@ -78,7 +63,7 @@ def case(op, params, **build_kwargs):
 
     return Case(module=MODULE, build=lambda m, dtype, rng: getattr(m, op)(dtype=dtype, **build_kwargs),
                 inputs=inputs, differentiable=("images", "labels_onehot") if mixing else ("images",),
-                references=REFERENCES.get(op, {}), tf_layouts={"images": NHWC}, tf_output_layouts={0: NHWC})
+                references=REFERENCES.get(op, {}), tf_layouts={"images": NCHW_TO_NHWC}, tf_output_layouts={0: NCHW_TO_NHWC})
 
 
 def torch_reference(per_image):
@@ -95,7 +80,7 @@ def tf_reference(per_image):
     def run(state, inputs, cotangents, dtype):
         def call(images, *params):
             return tf.stack([per_image(img, *(p.numpy()[i].tolist() for p in params)) for i, img in enumerate(images)])
-        wrapped = tf_layout_call(call, list(inputs), {"images": NHWC}, {0: NHWC})
+        wrapped = tf_layout_call(call, list(inputs), {"images": NCHW_TO_NHWC}, {0: NCHW_TO_NHWC})
         return run_tf(wrapped, inputs, ("images",), cotangents, {}, lambda grads: {})
     return run
 
@@ -167,11 +152,11 @@ def outputs_of(op, *params, dtype="float32"):
 
 def test_flip_equals_torchvision_tf_image_and_opencv_exactly():
     images, outs = outputs_of("horizontal_flip", FLIP)
-    hwc = images.transpose(0, 2, 3, 1)
+    hwc = nchw_to_nhwc(images)
     refs = {
         "torchvision": np.stack([TVF.horizontal_flip(torch.from_numpy(x)).numpy() if f else x for x, f in zip(images, FLIP)]),
-        "tf.image": np.stack([tf.image.flip_left_right(x).numpy() if f else x for x, f in zip(hwc, FLIP)]).transpose(0, 3, 1, 2),
-        "cv2": np.stack([cv2.flip(x, 1) if f else x for x, f in zip(hwc, FLIP)]).transpose(0, 3, 1, 2),
+        "tf.image": nhwc_to_nchw(np.stack([tf.image.flip_left_right(x).numpy() if f else x for x, f in zip(hwc, FLIP)])),
+        "cv2": nhwc_to_nchw(np.stack([cv2.flip(x, 1) if f else x for x, f in zip(hwc, FLIP)])),
     }
     for name, out in {**outs, **refs}.items():
         np.testing.assert_array_equal(out, refs["torchvision"], err_msg=name)
@@ -180,15 +165,15 @@ def test_flip_equals_torchvision_tf_image_and_opencv_exactly():
 def test_pad_and_crop_equals_torchvision_tf_image_and_opencv_exactly():
     images, outs = outputs_of("pad_and_crop", PADDING, OFFSETS)
     p = PADDING
-    hwc = images.transpose(0, 2, 3, 1)
+    hwc = nchw_to_nhwc(images)
     refs = {
         "torchvision": np.stack([TVF.crop(TVF.pad(torch.from_numpy(x), [p]), t, l, H, W).numpy()
                                  for x, (t, l) in zip(images, OFFSETS.tolist())]),
-        "tf.image": np.stack([tf.image.crop_to_bounding_box(tf.image.pad_to_bounding_box(x, p, p, H + 2 * p, W + 2 * p),
-                                                            t, l, H, W).numpy()
-                              for x, (t, l) in zip(hwc, OFFSETS.tolist())]).transpose(0, 3, 1, 2),
-        "cv2": np.stack([cv2.copyMakeBorder(x, p, p, p, p, cv2.BORDER_CONSTANT, value=0)[t:t + H, l:l + W]
-                         for x, (t, l) in zip(hwc, OFFSETS.tolist())]).transpose(0, 3, 1, 2),
+        "tf.image": nhwc_to_nchw(np.stack([tf.image.crop_to_bounding_box(tf.image.pad_to_bounding_box(x, p, p, H + 2 * p, W + 2 * p),
+                                                                         t, l, H, W).numpy()
+                                           for x, (t, l) in zip(hwc, OFFSETS.tolist())])),
+        "cv2": nhwc_to_nchw(np.stack([cv2.copyMakeBorder(x, p, p, p, p, cv2.BORDER_CONSTANT, value=0)[t:t + H, l:l + W]
+                                      for x, (t, l) in zip(hwc, OFFSETS.tolist())])),
     }
     for name, out in {**outs, **refs}.items():
         np.testing.assert_array_equal(out, refs["torchvision"], err_msg=name)

@@ -8,19 +8,18 @@ harness transposes inputs, outputs and input gradients between NCHW and NHWC. Ru
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_no_failures, check_parity, compare_tensors, gradcheck_numpy,
-                                  random_weights, run_tf, run_torch, tf_layout_call)
+from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, assert_no_failures, check_parity, compare_tensors,
+                                  gradcheck_numpy, random_weights, run_tf, tf_layout_call, to_native, torch_module_reference)
 
 MODULE = "foundations.batchnorm"
 C = 3
 #: Input shapes (canonical, channels on axis 1): few values, but several positions per channel.
 SHAPES = {"BatchNorm1d": (6, C), "BatchNorm2d": (2, C, 3, 2)}
 #: NCHW -> NHWC for the TF tree's images; (N, C) features need no permutation.
-TO_TF = {"BatchNorm1d": None, "BatchNorm2d": (0, 2, 3, 1)}
+TO_TF = {"BatchNorm1d": None, "BatchNorm2d": NCHW_TO_NHWC}
 EPS, MOMENTUM = 1e-5, 0.1
 
 
@@ -39,13 +38,7 @@ def bn_inputs(cls, shape=None):
 
 def torch_reference(cls, train, **kwargs):
     """``torch.nn.BatchNorm1d/2d`` loaded with the canonical state (every key is torch's own)."""
-    def run(state, inputs, cotangents, dtype):
-        layer = getattr(torch.nn, cls)(C, eps=EPS, momentum=MOMENTUM, dtype=getattr(torch, dtype), **kwargs)
-        layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
-        layer.train(train)
-        return run_torch(layer, inputs, ("x",), cotangents, params=dict(layer.named_parameters()))
-
-    return run
+    return torch_module_reference(lambda dtype: getattr(torch.nn, cls)(C, eps=EPS, momentum=MOMENTUM, **kwargs).train(train))
 
 
 def keras_layer(cls, state, dtype):
@@ -108,15 +101,6 @@ def test_batchnorm_gradcheck(cls, train):
     gradcheck_numpy(bn_case(cls, train))
 
 
-def to_tree(tree, cls, x):
-    """A canonical (NCHW) batch as the tree's forward takes it."""
-    if tree == "numpy":
-        return x
-    if tree == "torch":
-        return torch.from_numpy(x)
-    return tf.constant(np.transpose(x, TO_TF[cls]) if TO_TF[cls] else x)
-
-
 def train_steps(cls, dtype, steps=3):
     """Three training forwards on different batches in every tree, torch.nn and Keras, all from one
     state; returns the final states (canonical names; Keras' under its own) and the batches."""
@@ -131,9 +115,9 @@ def train_steps(cls, dtype, steps=3):
     batches = [bn_inputs(cls)(dtype, rng)["x"] * (step + 1) for step in range(steps)]
     for x in batches:
         for tree, model in models.items():
-            model(to_tree(tree, cls, x))
+            model(to_native(tree, x))
         reference(torch.from_numpy(x))
-        keras_bn(to_tree("tf", cls, x), training=True)
+        keras_bn(to_native("tf", x), training=True)
     finals = {tree: model.canonical_state_dict() for tree, model in models.items()}
     finals[f"torch.nn.{cls}"] = {name: value.detach().numpy() for name, value in reference.state_dict().items()}
     keras_state = {"running_mean": keras_bn.moving_mean.numpy(), "running_var": keras_bn.moving_variance.numpy()}
@@ -236,11 +220,8 @@ BAD_INPUTS = {
 def test_bad_input_is_a_clear_error(what, tree):
     cls, shape, dtype, error, fragment = BAD_INPUTS[what]
     layer = getattr(get_module(tree, MODULE), cls)(C, dtype="float32")
-    x = np.ones(shape, dtype=dtype)
-    if tree == "tf" and len(shape) == 4:
-        x = np.transpose(x, (0, 2, 3, 1))
     with pytest.raises(error, match=fragment):
-        layer(x if tree == "numpy" else (torch.from_numpy(x) if tree == "torch" else tf.constant(x)))
+        layer(to_native(tree, np.ones(shape, dtype=dtype)))
 
 
 def test_scalar_buffer_survives_the_weights_file(tmp_path):

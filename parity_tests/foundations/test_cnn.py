@@ -12,10 +12,10 @@ from torch import nn
 from ml100.backends import get_module
 from ml100.configs import CNNConfig
 from ml100.data import batch_indices, load_digits_split
-from parity_tests.harness import TOLERANCES, Case, check_parity, compare_tensors, gradcheck_numpy, max_errors, run_torch
+from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, Case, check_parity, compare_tensors, gradcheck_numpy, max_errors,
+                                  torch_module_reference)
 
 MODULE = "foundations.cnn"
-NCHW_TO_NHWC = (0, 2, 3, 1)
 CHANNELS, HIDDEN = (4, 6), 12
 CONFIG = CNNConfig(channels=CHANNELS, hidden=HIDDEN)
 
@@ -39,16 +39,11 @@ class TorchNNCNN(nn.Module):
 
 
 def cnn_case(batch_norm, train=True, batch=4):
-    def torch_reference(state, inputs, cotangents, dtype):
-        net = TorchNNCNN(batch_norm, dtype).train(train)
-        net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        return run_torch(net, inputs, ("x",), cotangents)
-
     return Case(
         module=MODULE,
         build=lambda m, dtype, rng: m.CNN(replace(CONFIG, batch_norm=batch_norm), dtype=dtype, rng=rng).train(train),
         inputs=lambda dtype, rng: {"x": rng.uniform(0, 1, (batch, 1, 8, 8)).astype(dtype)},
-        references={"torch.nn": torch_reference},
+        references={"torch.nn": torch_module_reference(lambda dtype: TorchNNCNN(batch_norm, dtype).train(train))},
         tf_layouts={"x": NCHW_TO_NHWC},
     )
 

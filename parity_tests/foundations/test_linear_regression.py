@@ -21,7 +21,7 @@ from ml100.backends import get_module
 from ml100.checks import dtype_name
 from parity_tests.harness import (
     Case, TOLERANCES, TREES, assert_no_failures, build_models, check_parity, compare_tensors,
-    gradcheck_numpy, keras_dense_reference, max_errors, share_weights,
+    gradcheck_numpy, keras_dense_reference, max_errors, share_weights, to_tree,
     torch_linear_reference
 )
 
@@ -40,15 +40,6 @@ def make_regression_data(n, in_features, out_features=1, noise=0.1, rng=None, dt
     true_b = rng.uniform(-1.0, 1.0, out_features)  # (out,)
     y = x @ true_w.T + true_b + noise * rng.standard_normal((n, out_features))  # (N, out)
     return x.astype(dtype), y.astype(dtype), true_w, true_b
-
-
-def native(tree, array):
-    """A NumPy array as the tree's own tensor type."""
-    if tree == "torch":
-        return torch.from_numpy(np.array(array))
-    if tree == "tf":
-        return tf.constant(array)
-    return np.array(array)
 
 
 #: Each tree's own tensor type.
@@ -103,7 +94,7 @@ def test_mse_loss_convention_against_torch_mse_loss():
         pred, target = rng.standard_normal((6, out)), rng.standard_normal((6, out))
         expected = out * torch.nn.MSELoss()(torch.from_numpy(pred), torch.from_numpy(target)).item()
         for tree in TREES:
-            got = float(module(tree).mse_loss(native(tree, pred), native(tree, target)))
+            got = float(module(tree).mse_loss(to_tree(tree, pred), to_tree(tree, target)))
             assert abs(got - expected) <= 1e-12 * abs(expected), f"{tree} mse_loss with {out} outputs: {got} vs {expected}"
 
 
@@ -125,7 +116,7 @@ def lstsq_solution(x, y, l2=0.0):
 def check_closed_form(x, y, l2, expected_w, expected_b, dtype, reference):
     failures = []
     for tree in TREES:
-        weight, bias = module(tree).normal_equation(native(tree, x.astype(dtype)), native(tree, y.astype(dtype)), l2)
+        weight, bias = module(tree).normal_equation(to_tree(tree, x.astype(dtype)), to_tree(tree, y.astype(dtype)), l2)
         assert isinstance(weight, NATIVE[tree]) and isinstance(bias, NATIVE[tree]), f"{tree} must return its native tensors"
         assert dtype_name(weight.dtype) == dtype, f"{tree} normal_equation returned {weight.dtype} for {dtype} input"
         compare_tensors("weight", f"{tree} vs {reference}", np.asarray(weight), expected_w, dtype, failures)
@@ -159,7 +150,7 @@ def test_ridge_shrinks_weights_but_not_bias():
     """A huge penalty drives W to 0 and leaves b at the mean target: the bias is unpenalized."""
     x, y, _, _ = make_regression_data(40, 4, 2, noise=0.3, rng=np.random.default_rng(7))
     for tree in TREES:
-        weight, bias = module(tree).normal_equation(native(tree, x), native(tree, y), 1e9)
+        weight, bias = module(tree).normal_equation(to_tree(tree, x), to_tree(tree, y), 1e9)
         assert np.max(np.abs(np.asarray(weight))) < 1e-6, tree
         np.testing.assert_allclose(np.asarray(bias), y.mean(axis=0), rtol=1e-6, err_msg=tree)
 
@@ -174,7 +165,7 @@ def test_polynomial_features_match_sklearn(d, degree, dtype):
     expected = PolynomialFeatures(degree, include_bias=False).fit_transform(x.astype(np.float64))
     failures = []
     for tree in TREES:
-        got = module(tree).polynomial_features(native(tree, x), degree)
+        got = module(tree).polynomial_features(to_tree(tree, x), degree)
         assert dtype_name(got.dtype) == dtype, f"{tree} changed the dtype to {got.dtype}"
         compare_tensors("features", f"{tree} vs sklearn PolynomialFeatures", np.asarray(got), expected, dtype, failures)
     assert_no_failures(failures, f"polynomial_features(d={d}, degree={degree}, {dtype})")
@@ -206,7 +197,7 @@ def trained_models(fit, dtype, x, y):
     models = build_models(case, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         share_weights(models, case, Path(tmp))
-    curves = {tree: fit(tree, models[tree], native(tree, x.astype(dtype)), native(tree, y.astype(dtype))) for tree in TREES}
+    curves = {tree: fit(tree, models[tree], to_tree(tree, x.astype(dtype)), to_tree(tree, y.astype(dtype))) for tree in TREES}
     return models, curves
 
 
@@ -258,7 +249,7 @@ def test_fit_sgd_follows_the_rng_batch_order():
         state = model.canonical_state_dict()
         pred = x[first] @ state["linear.weight"].T + state["linear.bias"]  # (4, OUT)
         expected = np.sum((pred - y[first]) ** 2) / len(first)
-        losses = m.fit_sgd(model, native(tree, x), native(tree, y), lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(13))
+        losses = m.fit_sgd(model, to_tree(tree, x), to_tree(tree, y), lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(13))
         assert abs(losses[0] - expected) <= 1e-12 * expected, tree
 
 
@@ -288,8 +279,8 @@ def test_validation_curve_matches_sklearn_and_overfits():
     expected_train, expected_val = sklearn_validation_curve(x_train, y_train, x_val, y_val, degrees, l2s)
     failures = []
     for tree in TREES:
-        train, val = module(tree).validation_curve(native(tree, x_train), native(tree, y_train), native(tree, x_val),
-                                                   native(tree, y_val), degrees, l2s)
+        train, val = module(tree).validation_curve(to_tree(tree, x_train), to_tree(tree, y_train), to_tree(tree, x_val),
+                                                   to_tree(tree, y_val), degrees, l2s)
         assert train.shape == val.shape == (len(degrees), len(l2s))
         compare_tensors("train mse", f"{tree} vs sklearn", train, expected_train, "float64", failures)
         compare_tensors("val mse", f"{tree} vs sklearn", val, expected_val, "float64", failures)
@@ -309,43 +300,43 @@ def test_validation_curve_matches_sklearn_and_overfits():
 def test_bad_input_gives_clear_errors(tree):
     m = module(tree)
     x, y, _, _ = make_regression_data(8, IN, OUT, rng=np.random.default_rng(15))
-    xs, ys = native(tree, x), native(tree, y)
+    xs, ys = to_tree(tree, x), to_tree(tree, y)
     model = m.LinearRegression(IN, OUT, dtype="float64", rng=np.random.default_rng(0))
     with pytest.raises(TypeError, match="LinearRegression: x must have dtype float64, got float32"):
-        model(native(tree, x.astype(np.float32)))
+        model(to_tree(tree, x.astype(np.float32)))
     with pytest.raises(ValueError, match=r"LinearRegression: x must have shape \(\.\.\., 3\)"):
-        model(native(tree, np.zeros((8, IN + 1))))
+        model(to_tree(tree, np.zeros((8, IN + 1))))
     with pytest.raises(ValueError, match="LinearRegression: x must have 2 dimensions"):
-        model(native(tree, np.zeros((2, 8, IN))))
+        model(to_tree(tree, np.zeros((2, 8, IN))))
     with pytest.raises(ValueError, match=r"fit_gd: y must have shape \(8, 2\), got \(7, 2\)"):
-        m.fit_gd(model, xs, native(tree, y[:7]), lr=0.1, steps=1)
+        m.fit_gd(model, xs, to_tree(tree, y[:7]), lr=0.1, steps=1)
     with pytest.raises(ValueError, match="fit_gd: y must have 2 dimensions"):
-        m.fit_gd(model, xs, native(tree, y[:, 0]), lr=0.1, steps=1)
+        m.fit_gd(model, xs, to_tree(tree, y[:, 0]), lr=0.1, steps=1)
     with pytest.raises(ValueError, match=r"fit_sgd: y must have shape \(8, 2\), got \(8, 3\)"):
-        m.fit_sgd(model, xs, native(tree, np.zeros((8, 3))), lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(0))
+        m.fit_sgd(model, xs, to_tree(tree, np.zeros((8, 3))), lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(0))
     with pytest.raises(TypeError, match="fit_sgd: y must have dtype float64, got float32"):
-        m.fit_sgd(model, xs, native(tree, y.astype(np.float32)), lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(0))
+        m.fit_sgd(model, xs, to_tree(tree, y.astype(np.float32)), lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="fit_sgd: l2 must be >= 0"):
         m.fit_sgd(model, xs, ys, lr=0.1, epochs=1, batch_size=4, rng=np.random.default_rng(0), l2=-0.1)
     with pytest.raises(ValueError, match="fit_gd: l2 must be >= 0"):
         m.fit_gd(model, xs, ys, lr=0.1, steps=1, l2=-1.0)
     with pytest.raises(ValueError, match=r"normal_equation: y must have shape \(8, 2\), got \(6, 2\)"):
-        m.normal_equation(xs, native(tree, y[:6]))
+        m.normal_equation(xs, to_tree(tree, y[:6]))
     with pytest.raises(TypeError, match="normal_equation: x must have dtype float32 or float64, got int64"):
-        m.normal_equation(native(tree, np.arange(8 * IN).reshape(8, IN)), ys)
+        m.normal_equation(to_tree(tree, np.arange(8 * IN).reshape(8, IN)), ys)
     with pytest.raises(TypeError, match="normal_equation: y must have dtype float64, got float32"):
-        m.normal_equation(xs, native(tree, y.astype(np.float32)))
+        m.normal_equation(xs, to_tree(tree, y.astype(np.float32)))
     with pytest.raises(ValueError, match="normal_equation: l2 must be >= 0"):
         m.normal_equation(xs, ys, l2=-1e-3)
     for degree in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="polynomial_features: degree must be an integer >= 1"):
             m.polynomial_features(xs, degree)
     with pytest.raises(TypeError, match="polynomial_features: x must have dtype float32 or float64, got int64"):
-        m.polynomial_features(native(tree, np.arange(6).reshape(3, 2)), 2)
+        m.polynomial_features(to_tree(tree, np.arange(6).reshape(3, 2)), 2)
     with pytest.raises(ValueError, match="mse_loss: target must have shape"):
-        m.mse_loss(ys, native(tree, y[:, :1]))
+        m.mse_loss(ys, to_tree(tree, y[:, :1]))
     with pytest.raises(ValueError, match=r"validation_curve: x_val must have shape \(\.\.\., 3\)"):
-        m.validation_curve(xs, ys, native(tree, np.zeros((4, IN + 1))), native(tree, np.zeros((4, OUT))), (1,))
+        m.validation_curve(xs, ys, to_tree(tree, np.zeros((4, IN + 1))), to_tree(tree, np.zeros((4, OUT))), (1,))
     with pytest.raises(ValueError, match="validation_curve: degree must be an integer >= 1"):
         m.validation_curve(xs, ys, xs, ys, degrees=(0,))
     with pytest.raises(ValueError, match="validation_curve: l2 must be >= 0"):

@@ -3,13 +3,12 @@ and ``keras.losses.BinaryCrossentropy(from_logits=True)``."""
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
 from parity_tests.harness import (
     Case, TREES, check_parity, gradcheck_numpy, gradient_descent_curves, keras_dense_reference,
-    run_all_trees, run_tf, run_torch, torch_linear_reference
+    run_all_trees, run_tf, run_torch, to_tree, torch_linear_reference
 )
 
 MODULE = "foundations.logistic_regression"
@@ -145,7 +144,7 @@ def test_logistic_regression_training_parity():
 @pytest.mark.parametrize("tree", TREES)
 def test_bce_with_logits_rejects_bad_input(tree):
     m = get_module(tree, MODULE)
-    to = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}[tree]
+    to = lambda array: to_tree(tree, array)
     logits = np.zeros((4,), np.float32)
     with pytest.raises(ValueError, match="reduction must be one of"):
         m.BCEWithLogitsLoss(reduction="batchmean")
@@ -166,6 +165,6 @@ def test_logistic_regression_predicts(tree):
     model = m.LogisticRegression(2, dtype="float64", rng=np.random.default_rng(0))
     model.load_canonical_state_dict({"linear.weight": np.array([[1.0, -1.0]]), "linear.bias": np.array([0.0])})
     x = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
-    to = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}[tree]
+    to = lambda array: to_tree(tree, array)
     np.testing.assert_allclose(np.asarray(model.predict_proba(to(x))), [1 / (1 + np.exp(-2)), 1 / (1 + np.exp(2)), 0.5], rtol=1e-15)
     np.testing.assert_array_equal(np.asarray(model.predict(to(x))), [1, 0, 1])

@@ -13,12 +13,11 @@ import torch
 from ml100.backends import get_module
 from parity_tests.harness import (
     Case, TREES, assert_no_failures, check_parity, compare_results,
-    gradcheck_numpy, run_all_trees, run_tf, run_torch
+    gradcheck_numpy, run_all_trees, run_tf, run_torch, to_tree, torch_functional_reference
 )
 
 MODULE = "foundations.losses"
 N, D = 4, 5
-TO_TREE = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}
 
 
 def log_softmax(x):
@@ -67,7 +66,7 @@ PARAMS = [(name, reduction) for name in LOSSES
 
 def loss_case(name, reduction):
     cls, kwargs, inputs, torch_factory, keras_factory = LOSSES[name]
-    references = {"torch.nn": lambda state, inp, cot, dtype: run_torch(torch_factory(reduction), inp, ("input",), cot, params={})}
+    references = {"torch.nn": torch_functional_reference(torch_factory(reduction), ("input",))}
     # Keras' only reduction that equals ours: the mean over the batch of per-row means (sums for KL).
     if reduction == ("batchmean" if cls == "KLDivLoss" else "mean"):
         references["keras.losses"] = lambda state, inp, cot, dtype: run_tf(keras_factory(dtype), inp, ("input",), cot, {}, lambda g: {})
@@ -132,7 +131,7 @@ def test_keras_bce_clips_probabilities_where_torch_floors_the_log():
     torch_terms = torch.nn.BCELoss(reduction="none")(torch.from_numpy(p), torch.from_numpy(y)).numpy()[0]
     np.testing.assert_allclose(torch_terms, expected, rtol=1e-13)
     for tree in TREES:
-        ours = np.asarray(get_module(tree, MODULE).BCELoss(reduction="none", dtype="float64")(TO_TREE[tree](p), TO_TREE[tree](y)))
+        ours = np.asarray(get_module(tree, MODULE).BCELoss(reduction="none", dtype="float64")(to_tree(tree, p), to_tree(tree, y)))
         np.testing.assert_allclose(ours[0], expected, rtol=1e-13, err_msg=tree)
     keras_loss = float(keras.losses.BinaryCrossentropy(reduction="none", dtype="float64")(y, p)[0])
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
@@ -149,7 +148,7 @@ def test_keras_kl_clips_zero_targets():
     torch_kl = float(torch.nn.KLDivLoss(reduction="batchmean")(torch.from_numpy(np.log(q)), torch.from_numpy(y)))
     np.testing.assert_allclose(torch_kl, exact, rtol=1e-13)
     for tree in TREES:
-        ours = float(np.asarray(get_module(tree, MODULE).KLDivLoss(dtype="float64")(TO_TREE[tree](np.log(q)), TO_TREE[tree](y))))
+        ours = float(np.asarray(get_module(tree, MODULE).KLDivLoss(dtype="float64")(to_tree(tree, np.log(q)), to_tree(tree, y))))
         np.testing.assert_allclose(ours, exact, rtol=1e-13, err_msg=tree)
     keras_kl = float(keras.losses.KLDivergence(dtype="float64")(y, q))
     np.testing.assert_allclose(keras_kl, exact + 1e-7 * np.log(1e-7 / 0.5), rtol=1e-13)
@@ -191,7 +190,7 @@ def test_torch_bce_gradient_is_not_the_derivative_of_its_floored_forward():
 
 @pytest.mark.parametrize("tree", TREES)
 def test_losses_reject_bad_arguments(tree):
-    m, to = get_module(tree, MODULE), TO_TREE[tree]
+    m, to = get_module(tree, MODULE), lambda array: to_tree(tree, array)
     x = np.full((3, 2), 0.5, np.float32)
     for cls in ("MSELoss", "L1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss"):
         with pytest.raises(ValueError, match=rf"{cls}: reduction must be one of \('none', 'mean', 'sum'\), got 'batchmean'"):
@@ -212,7 +211,7 @@ def test_losses_reject_bad_arguments(tree):
 
 @pytest.mark.parametrize("tree", TREES)
 def test_batchmean_divides_by_the_first_axis_only(tree):
-    m, to = get_module(tree, MODULE), TO_TREE[tree]
+    m, to = get_module(tree, MODULE), lambda array: to_tree(tree, array)
     inputs = kl_inputs(False)("float64", np.random.default_rng(0))
     args = (to(inputs["input"]), to(inputs["target"]))
     total = float(np.asarray(m.KLDivLoss(reduction="sum", dtype="float64")(*args)))

@@ -16,11 +16,11 @@ import torchvision
 from ml100.backends import get_module
 from ml100.configs import MobileNetConfig
 from ml100.data import load_digits_split
-from parity_tests.harness import (TREES, Case, assert_no_failures, build_models, check_parity, compare_tensors,
-                                  gradcheck_numpy, run_tf, run_torch, run_tree, share_weights)
+from parity_tests.harness import (NCHW_TO_NHWC, NHWC_TO_NCHW, TREES, Case, assert_no_failures, build_models, check_parity,
+                                  compare_tensors, gradcheck_numpy, nchw_to_nhwc, nhwc_to_nchw, run_tf, run_tree, share_weights,
+                                  to_canonical, to_native, torch_module_reference)
 
 MODULE = "foundations.mobilenet"
-NCHW_TO_NHWC = (0, 2, 3, 1)
 EPS = 1e-5
 
 
@@ -39,12 +39,7 @@ class TorchSeparable(torch.nn.Module):
 
 
 def torch_separable_reference(in_channels, out_channels, stride, train):
-    def run(state, inputs, cotangents, dtype):
-        block = TorchSeparable(in_channels, out_channels, stride).to(getattr(torch, dtype)).train(train)
-        block.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        return run_torch(block, inputs, ("x",), cotangents)
-
-    return run
+    return torch_module_reference(lambda dtype: TorchSeparable(in_channels, out_channels, stride).train(train))
 
 
 def tf_separable_reference(stride, train):
@@ -70,7 +65,7 @@ def tf_separable_reference(stride, train):
             y = tf.nn.depthwise_conv2d(x, params["depthwise.weight"], [1, stride, stride, 1], [[0, 0], [1, 1], [1, 1], [0, 0]])
             y = tf.nn.relu(bn(y, "bn1"))
             y = tf.nn.relu(bn(tf.nn.conv2d(y, params["pointwise.weight"], 1, "VALID"), "bn2"))
-            return tf.transpose(y, (0, 3, 1, 2))
+            return tf.transpose(y, NHWC_TO_NCHW)
 
         def to_canonical(grads):
             out = {name: g.numpy() for name, g in grads.items()}
@@ -139,12 +134,7 @@ def test_separable_running_stats_after_a_training_forward(dtype):
 
 
 def torchvision_se_reference(channels, squeeze_channels):
-    def run(state, inputs, cotangents, dtype):
-        se = torchvision.ops.SqueezeExcitation(channels, squeeze_channels).to(getattr(torch, dtype))
-        se.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        return run_torch(se, inputs, ("x",), cotangents)
-
-    return run
+    return torch_module_reference(lambda dtype: torchvision.ops.SqueezeExcitation(channels, squeeze_channels))
 
 
 def se_case(channels=6, squeeze_channels=2, size=5, batch=3):
@@ -178,10 +168,7 @@ def test_squeeze_excitation_loads_torchvisions_state_dict():
         model = get_module(tree, MODULE).SqueezeExcitation(8, 3, dtype="float64", rng=np.random.default_rng(0))
         assert {k: v.shape for k, v in model.canonical_state_dict().items()} == {k: v.shape for k, v in state.items()}
         model.load_canonical_state_dict(state)
-        if tree == "tf":
-            y = model(tf.constant(np.transpose(x, NCHW_TO_NHWC))).numpy().transpose(0, 3, 1, 2)
-        else:
-            y = model(torch.from_numpy(x)).detach().numpy() if tree == "torch" else model(x)
+        y = to_canonical(tree, model(to_native(tree, x)))
         np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -219,10 +206,9 @@ def test_mobilenet_gradcheck():
 
 @pytest.mark.parametrize("tree", TREES)
 def test_default_mobilenet_takes_a_digits_batch(tree):
-    layout = "NHWC" if tree == "tf" else "NCHW"
-    x = load_digits_split(layout=layout).x_train[:3]  # float32
+    x = load_digits_split(layout="NCHW").x_train[:3]  # float32
     net = get_module(tree, MODULE).MobileNet(MobileNetConfig(), rng=np.random.default_rng(0))
-    logits = net(torch.from_numpy(x) if tree == "torch" else tf.constant(x) if tree == "tf" else x)
+    logits = net(to_native(tree, x))
     assert tuple(logits.shape) == (3, 10)
 
 
@@ -267,8 +253,7 @@ def test_bad_input_is_a_clear_error(tree):
     m = get_module(tree, MODULE)
     se = m.SqueezeExcitation(4, 2, dtype="float64", rng=np.random.default_rng(0))
     block = m.DepthwiseSeparableConv(4, 6, dtype="float64", rng=np.random.default_rng(0))
-    to_tree = {"numpy": lambda a: a, "torch": torch.from_numpy,
-               "tf": lambda a: tf.constant(np.transpose(a, NCHW_TO_NHWC) if a.ndim == 4 else a)}[tree]
+    to_tree = lambda a: to_native(tree, a)
     with pytest.raises(ValueError, match="SqueezeExcitation: x must have 4 channels"):
         se(to_tree(np.zeros((2, 3, 5, 5))))
     with pytest.raises(ValueError, match="SqueezeExcitation"):
@@ -292,11 +277,11 @@ def test_tf_depthwise_conv2d_with_dilation_and_stride_is_not_a_strided_dilated_c
     expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, dilation=2, groups=3).numpy()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tf_y = tf.nn.depthwise_conv2d(np.transpose(x, NCHW_TO_NHWC), np.transpose(w, (2, 3, 0, 1)), [1, 2, 2, 1], "VALID",
-                                      dilations=[2, 2]).numpy().transpose(0, 3, 1, 2)
+        tf_y = nhwc_to_nchw(tf.nn.depthwise_conv2d(nchw_to_nhwc(x), np.transpose(w, (2, 3, 0, 1)), [1, 2, 2, 1], "VALID",
+                                                   dilations=[2, 2]))
     assert any("all values of strides must be 1" in str(item.message) for item in caught)
     assert tf_y.shape == expected.shape and np.max(np.abs(tf_y - expected)) > 1.0
     conv = get_module("tf", "foundations.conv").Conv2d(3, 3, 3, stride=2, dilation=2, groups=3, bias=False, dtype="float64")
     conv.load_canonical_state_dict({"weight": w})
-    ours = conv(tf.constant(np.transpose(x, NCHW_TO_NHWC))).numpy().transpose(0, 3, 1, 2)
+    ours = to_canonical("tf", conv(to_native("tf", x)))
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)

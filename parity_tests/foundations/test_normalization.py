@@ -7,37 +7,20 @@ input gradients are compared in NCHW everywhere.
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 
-from ml100.backends import BACKENDS, get_module
-from parity_tests.harness import Case, check_parity, gradcheck_numpy, run_tf, run_torch, tf_layout_call
+from ml100.backends import get_module
+from parity_tests.harness import (TREES, Case, channels_last, check_parity, gradcheck_numpy, run_tf, tf_layout_call, to_tree,
+                                  torch_module_reference)
 
 MODULE = "foundations.normalization"
-TREES = tuple(BACKENDS)
-TO_TREE = {"numpy": lambda a: a, "torch": torch.from_numpy, "tf": tf.constant}
 # Epsilons that differ from every framework default, so a forgotten argument shows up as a mismatch.
 LN_EPS, RMS_EPS, GN_EPS = 1e-4, 1e-3, 2e-4
-
-
-def channels_last(ndim):
-    """The permutation NC* -> N*C, e.g. (0, 2, 3, 1) for 4-D."""
-    return (0, *range(2, ndim), 1)
 
 
 def inputs_of(shape):
     # Offset and scaled so the mean and variance being removed are far from 0 and 1.
     return lambda dtype, rng: {"x": (1.5 * rng.standard_normal(shape) + 0.7).astype(dtype)}
-
-
-def torch_reference(make):
-    """A ``torch.nn`` layer built by ``make(dtype)`` and fed the canonical state (its names are ours)."""
-    def run(state, inputs, cotangents, dtype):
-        layer = make(getattr(torch, dtype))
-        layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
-        return run_torch(layer, inputs, ("x",), cotangents)
-
-    return run
 
 
 def keras_reference(make, names, x_shape, layout=None):
@@ -64,7 +47,7 @@ def layer_norm_case(shape, normalized_shape):
         build=lambda m, dtype, rng: m.LayerNorm(normalized_shape, eps=LN_EPS, dtype=dtype),
         inputs=inputs_of(shape),
         references={
-            "torch.nn.LayerNorm": torch_reference(lambda dt: torch.nn.LayerNorm(normalized_shape, eps=LN_EPS, dtype=dt)),
+            "torch.nn.LayerNorm": torch_module_reference(lambda dtype: torch.nn.LayerNorm(normalized_shape, eps=LN_EPS)),
             # Keras' default epsilon is 1e-3 and its axis -1: both set.
             "keras.layers.LayerNormalization": keras_reference(
                 lambda dt: keras.layers.LayerNormalization(axis=axis, epsilon=LN_EPS, dtype=dt),
@@ -82,7 +65,7 @@ def rms_norm_case(shape, normalized_shape):
         inputs=inputs_of(shape),
         references={
             # torch's default eps=None would be finfo(dtype).eps: set explicitly.
-            "torch.nn.RMSNorm": torch_reference(lambda dt: torch.nn.RMSNorm(normalized_shape, eps=RMS_EPS, dtype=dt)),
+            "torch.nn.RMSNorm": torch_module_reference(lambda dtype: torch.nn.RMSNorm(normalized_shape, eps=RMS_EPS)),
             # Not LayerNormalization(rms_scaling=True): see test_keras_rms_scaling_is_not_rmsnorm.
             "keras.layers.RMSNormalization": keras_reference(
                 lambda dt: keras.layers.RMSNormalization(axis=axis, epsilon=RMS_EPS, dtype=dt), {"weight": "scale"}, shape),
@@ -99,7 +82,7 @@ def group_norm_case(groups, shape):
         tf_layouts={"x": layout},
         tf_output_layouts={0: layout},
         references={
-            "torch.nn.GroupNorm": torch_reference(lambda dt: torch.nn.GroupNorm(groups, channels, eps=GN_EPS, dtype=dt)),
+            "torch.nn.GroupNorm": torch_module_reference(lambda dtype: torch.nn.GroupNorm(groups, channels, eps=GN_EPS)),
             "keras.layers.GroupNormalization": keras_reference(
                 lambda dt: keras.layers.GroupNormalization(groups=groups, axis=-1, epsilon=GN_EPS, dtype=dt),
                 {"weight": "gamma", "bias": "beta"}, shape, layout),
@@ -139,7 +122,7 @@ def test_without_affine_parameters(tree):
     assert set(m.RMSNorm(6, elementwise_affine=False).canonical_state_dict()) == set()
     assert set(m.GroupNorm(2, 6, affine=False).canonical_state_dict()) == set()
     x = np.random.default_rng(0).standard_normal((3, 6))
-    y = np.asarray(m.LayerNorm(6, elementwise_affine=False, dtype="float64")(TO_TREE[tree](x)))
+    y = np.asarray(m.LayerNorm(6, elementwise_affine=False, dtype="float64")(to_tree(tree, x)))
     np.testing.assert_allclose(y, torch.nn.functional.layer_norm(torch.from_numpy(x), (6,)).numpy(), rtol=1e-12, atol=1e-12)
 
 
@@ -187,7 +170,7 @@ def test_torch_rmsnorm_default_eps_is_machine_epsilon():
 
 @pytest.mark.parametrize("tree", TREES)
 def test_bad_input_gives_clear_errors(tree):
-    m, to = get_module(tree, MODULE), TO_TREE[tree]
+    m, to = get_module(tree, MODULE), lambda array: to_tree(tree, array)
     x = np.zeros((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match=r"LayerNorm: x must have shape \(\.\.\., 3, 5\), got \(2, 3, 4\)"):
         m.LayerNorm((3, 5))(to(x))

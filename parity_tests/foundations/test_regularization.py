@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ml100.backends import get_module
-from parity_tests.harness import TREES, Case, assert_no_failures, check_parity, compare_tensors, gradcheck_numpy
+from parity_tests.harness import TREES, Case, assert_no_failures, check_parity, compare_tensors, gradcheck_numpy, to_tree
 
 MODULE = "foundations.regularization"
 P = 0.3
@@ -40,10 +40,6 @@ def dropout_case(training=True, float_mask=False):
 
 def trees(name="Dropout", **kwargs):
     return {tree: getattr(get_module(tree, MODULE), name)(**kwargs) for tree in TREES}
-
-
-def to_tree(tree, array):
-    return array if tree == "numpy" else (torch.from_numpy(array) if tree == "torch" else tf.constant(array))
 
 
 # --- Dropout: parity ---------------------------------------------------------------------------

@@ -8,10 +8,9 @@ import torchvision
 
 from ml100.backends import get_module
 from ml100.configs import RESNET_BLOCKS, ResNetConfig
-from parity_tests.harness import Case, check_parity, gradcheck_numpy, run_torch
+from parity_tests.harness import NCHW_TO_NHWC, Case, check_parity, gradcheck_numpy, run_torch, torch_module_reference
 
 MODULE = "foundations.resnet"
-NCHW_TO_NHWC = (0, 2, 3, 1)
 
 
 def torchvision_block(kind, in_channels, channels, stride):
@@ -19,16 +18,14 @@ def torchvision_block(kind, in_channels, channels, stride):
     block_class = {"basic": torchvision.models.resnet.BasicBlock, "bottleneck": torchvision.models.resnet.Bottleneck}[kind]
     out_channels = channels * block_class.expansion
 
-    def run(state, inputs, cotangents, dtype):
+    def make(dtype):
         downsample = None
         if stride != 1 or in_channels != out_channels:
             downsample = torch.nn.Sequential(torch.nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                                              torch.nn.BatchNorm2d(out_channels))
-        block = block_class(in_channels, channels, stride, downsample).to(getattr(torch, dtype))
-        block.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        return run_torch(block, inputs, ("x",), cotangents)
+        return block_class(in_channels, channels, stride, downsample)
 
-    return run
+    return torch_module_reference(make)
 
 
 def block_case(kind, in_channels, channels, stride, size=6):

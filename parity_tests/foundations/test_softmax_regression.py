@@ -11,7 +11,7 @@ from ml100.backends import get_module
 from parity_tests.harness import (
     Case, TREES, assert_no_failures, check_parity, compare_results, compare_tensors,
     gradcheck_numpy, gradient_descent_curves, keras_dense_reference, run_all_trees, run_tf,
-    run_torch, torch_linear_reference
+    run_torch, to_tree, torch_linear_reference
 )
 
 MODULE = "foundations.softmax_regression"
@@ -19,7 +19,6 @@ IN, N, C = 5, 6, 4
 REDUCTIONS = ("none", "mean", "sum")
 #: Keras' names for the same reductions.
 KERAS_REDUCTIONS = {"none": "none", "mean": "sum_over_batch_size", "sum": "sum"}
-TO_TREE = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}
 
 
 
@@ -168,7 +167,7 @@ def test_tf_cross_entropy_traces_under_tf_function():
 
 @pytest.mark.parametrize("tree", TREES)
 def test_cross_entropy_rejects_bad_input(tree):
-    m, to = get_module(tree, MODULE), TO_TREE[tree]
+    m, to = get_module(tree, MODULE), lambda array: to_tree(tree, array)
     logits = np.zeros((3, C), np.float32)
     with pytest.raises(ValueError, match="reduction must be one of"):
         m.CrossEntropyLoss(reduction="batchmean")
@@ -191,7 +190,7 @@ def test_cross_entropy_rejects_bad_input(tree):
 
 @pytest.mark.parametrize("tree", TREES)
 def test_softmax_regression_predicts(tree):
-    m, to = get_module(tree, MODULE), TO_TREE[tree]
+    m, to = get_module(tree, MODULE), lambda array: to_tree(tree, array)
     model = m.SoftmaxRegression(2, 3, dtype="float64", rng=np.random.default_rng(0))
     model.load_canonical_state_dict({"linear.weight": np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]), "linear.bias": np.zeros(3)})
     x = np.array([[2.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])

@@ -35,12 +35,13 @@ def nhwc_to_nchw(x) -> np.ndarray:
 
 
 def to_tree(tree: str, array):
-    """A NumPy array as the tree's own tensor type, in the same layout (no permutation)."""
+    """A NumPy array as the tree's own tensor type, in the same layout (no permutation); a copy,
+    so that nothing a tree does in place reaches the caller's array."""
     if tree == "torch":
         return torch.from_numpy(np.array(array))
     if tree == "tf":
         return tf.constant(array)
-    return np.asarray(array)
+    return np.array(array)
 
 
 def to_native(tree: str, array):
