@@ -89,11 +89,22 @@ def load_framework(name: str) -> ModuleType:
         return sys.modules[framework]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _ignore_cuda_probe_warning()
+    if framework == "tensorflow":
+        _load_triton_before_tensorflow()
     try:
         with _stderr_filtered(_tf_min_log_level()):
             return importlib.import_module(framework)
     except ModuleNotFoundError as error:
         raise _not_installed(name, error) from error
+
+
+def _load_triton_before_tensorflow() -> None:
+    """``torch.optim`` (and ``torch.compile``) import ``torch._dynamo`` lazily, which loads Triton's
+    ``libtriton.so``; loaded after TensorFlow's shared libraries, it segfaults the process. So where
+    torch is installed, ``torch._dynamo`` is imported before TensorFlow (a few seconds, once)."""
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("torch") is not None:
+        load_framework("torch")
+        importlib.import_module("torch._dynamo")
 
 
 def _import_tree_module(name: str, module: str) -> ModuleType:
