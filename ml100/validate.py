@@ -117,12 +117,17 @@ def pool_geometry(owner: str, kernel_size, stride, padding) -> tuple[tuple[int, 
     return kernel, stride, padding
 
 
+def check_spatial_size(owner: str, size: tuple[int, int]) -> None:
+    """A pooled image needs at least one pixel (torch refuses an empty height or width too)."""
+    if min(size) < 1:
+        raise ValueError(f"{owner}: the spatial size must be at least 1x1, got {tuple(size)}")
+
+
 def pool_output_size(owner: str, size: tuple[int, int], kernel, stride, padding, ceil_mode: bool = False) -> tuple[int, int]:
     """Windows per spatial axis: ``floor((H + 2p - k) / s) + 1``, or with ``ceil_mode`` the ceiling —
     minus the last window if it would start past the image and its left padding (torch's rule:
     ``(H_o - 1) s >= H + p`` drops it, so no window lies wholly in padding or beyond)."""
-    if min(size) < 1:
-        raise ValueError(f"{owner}: the spatial size must be at least 1x1, got {size}")
+    check_spatial_size(owner, size)
     out = []
     for n, k, s, p in zip(size, kernel, stride, padding):
         span = n + 2 * p - k
