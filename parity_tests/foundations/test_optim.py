@@ -1,13 +1,13 @@
 """Days 9-10: optimizers in three trees, against ``torch.optim`` and ``keras.optimizers`` trajectories.
 
 The problem: a ``Linear(5, 3)`` from ``foundations.linear`` in each tree, loaded with one canonical
-set of weights, trained on ``mean((linear(x) - y)**2)`` for a fixed random ``(x, y)``. Each tree
-computes its own gradients (NumPy by the layer's hand-written ``backward``, torch by autograd, TF
-by ``tf.GradientTape``) and its own optimizer steps them; after every step every parameter is
-compared across the trees and against the framework's ready-made optimizer fed the same problem.
+set of weights, trained on ``mean((linear(x) - y)**2)`` for a fixed random ``(x, y)`` through the
+tree's own ``Trainer`` and ``MSELoss``. Each tree computes its own gradients (NumPy by the layer's
+hand-written ``backward``, torch by autograd, TF by ``tf.GradientTape``) and its own optimizer
+steps them; after every step every parameter is compared across the trees and against the
+framework's ready-made optimizer fed the same problem (the harness's ``check_trajectory``).
 """
 import inspect
-import itertools
 
 import keras
 import numpy as np
@@ -16,7 +16,7 @@ import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import TOLERANCES, TREES, assert_no_failures, compare_tensors, random_weights
+from parity_tests.harness import TOLERANCES, TREES, Trajectory, check_trajectory, random_weights, to_tree
 
 IN, OUT, BATCH, STEPS = 5, 3, 8, 20
 
@@ -83,123 +83,83 @@ def tree_optimizer(tree, cls, params, kwargs):
     return getattr(get_module(tree, "foundations.optim"), cls)(params, **kwargs)
 
 
-def numpy_trajectory(cls, kwargs, dtype):
-    x, y, weights = problem(dtype)
-    model = tree_linear("numpy", dtype, weights)
-    optimizer = tree_optimizer("numpy", cls, dict(model.named_parameters()), kwargs)
-    states = []
-    for _ in range(STEPS):
-        residual = model(x) - y  # (B, OUT)
-        # d mean(r**2) / d prediction = 2 r / (number of elements)
-        model.backward(2 * residual / residual.size)
-        optimizer.step(dict(model.named_grads()))
-        states.append(model.canonical_state_dict())
-    assert optimizer.t == STEPS
-    return states
+def optimizer_trajectory(cls, kwargs, references=None) -> Trajectory:
+    """The problem trained in every tree through its own ``Trainer`` — forward, ``MSELoss``,
+    backward (NumPy's hand-written, torch's autograd, TF's tape), ``optimizer.step`` — with its
+    own ``optim.<cls>(**kwargs)``; every parameter is compared after every step."""
+    def start(tree, dtype):
+        x, y, weights = problem(dtype)
+        model = tree_linear(tree, dtype, weights)
+        optimizer = tree_optimizer(tree, cls, dict(model.named_parameters()), kwargs)
+        loss = get_module(tree, "foundations.losses").MSELoss(dtype=dtype)
+        return get_module(tree, "foundations.trainer").Trainer(model, loss, optimizer), x, y
+
+    def step(state, t):
+        trainer, x, y = state
+        trainer.train_step(x, y)
+        assert int(trainer.optimizer.t) == t, "the optimizer counts every step"
+        return trainer.model.canonical_state_dict()
+
+    return Trajectory(STEPS, start, step, references or {})
 
 
-def torch_trajectory(cls, kwargs, dtype):
-    x, y, weights = problem(dtype)
-    model = tree_linear("torch", dtype, weights)
-    params = dict(model.named_parameters())
-    optimizer = tree_optimizer("torch", cls, params, kwargs)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    states = []
-    for _ in range(STEPS):
-        for p in params.values():
-            p.grad = None
-        torch.mean((model(x) - y) ** 2).backward()
-        optimizer.step({name: p.grad for name, p in params.items()})
-        states.append(model.canonical_state_dict())
-    return states
-
-
-def tf_trajectory(cls, kwargs, dtype):
-    x, y, weights = problem(dtype)
-    model = tree_linear("tf", dtype, weights)
-    # Native layout (the kernel is (in, out)); the tape's gradients come back in the same layout.
-    params = dict(model.named_parameters())
-    optimizer = tree_optimizer("tf", cls, params, kwargs)
-    x, y = tf.constant(x), tf.constant(y)
-    states = []
-    for _ in range(STEPS):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x) - y))
-        optimizer.step(dict(zip(params, tape.gradient(loss, list(params.values())))))
-        states.append(model.canonical_state_dict())
-    return states
-
-
-TRAJECTORIES = {"numpy": numpy_trajectory, "torch": torch_trajectory, "tf": tf_trajectory}
-
-
-def torch_optim_trajectory(cls, kwargs, dtype):
+def torch_optim_reference(cls, kwargs):
     """The reference: ``torch.nn.Linear`` + ``torch.optim.<cls>``, the plain torch loop."""
-    x, y, weights = problem(dtype)
-    layer = torch.nn.Linear(IN, OUT, dtype=getattr(torch, dtype))
-    layer.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
-    optimizer = getattr(torch.optim, cls)(layer.parameters(), **kwargs)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    states = []
-    for _ in range(STEPS):
+    def start(dtype):
+        x, y, weights = problem(dtype)
+        layer = torch.nn.Linear(IN, OUT, dtype=getattr(torch, dtype))
+        layer.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
+        return layer, getattr(torch.optim, cls)(layer.parameters(), **kwargs), torch.from_numpy(x), torch.from_numpy(y)
+
+    def step(state, t):
+        layer, optimizer, x, y = state
         optimizer.zero_grad()
         torch.mean((layer(x) - y) ** 2).backward()
         optimizer.step()
-        states.append({name: value.detach().numpy().copy() for name, value in layer.state_dict().items()})
-    return states
+        return {name: value.detach().numpy() for name, value in layer.state_dict().items()}
+
+    return start, step
 
 
-def keras_trajectory(make_optimizer, l2, dtype):
+def keras_optimizer_reference(make_optimizer, l2):
     """The reference: ``keras.layers.Dense`` + a ``keras.optimizers`` optimizer, the plain TF loop."""
-    x, y, weights = problem(dtype)
-    layer = keras.layers.Dense(OUT, dtype=dtype)
-    layer.build((None, IN))
-    # Keras stores the kernel (in, out): the transpose of the canonical weight.
-    layer.kernel.assign(weights["weight"].T)
-    layer.bias.assign(weights["bias"])
-    variables = [layer.kernel, layer.bias]
-    optimizer = make_optimizer()
-    x, y = tf.constant(x), tf.constant(y)
-    states = []
-    for _ in range(STEPS):
+    def start(dtype):
+        x, y, weights = problem(dtype)
+        layer = keras.layers.Dense(OUT, dtype=dtype)
+        layer.build((None, IN))
+        # Keras stores the kernel (in, out): the transpose of the canonical weight.
+        layer.kernel.assign(weights["weight"].T)
+        layer.bias.assign(weights["bias"])
+        return layer, make_optimizer(), tf.constant(x), tf.constant(y)
+
+    def step(state, t):
+        layer, optimizer, x, y = state
+        variables = [layer.kernel, layer.bias]
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(layer(x) - y))
         grads = tape.gradient(loss, variables)
         # Keras's weight_decay is decoupled; torch's L2 form is the gradient of the penalty added here.
         grads = [g + l2 * v.value for g, v in zip(grads, variables)]
         optimizer.apply(grads, variables)
-        states.append({"weight": layer.kernel.numpy().T.copy(), "bias": layer.bias.numpy().copy()})
-    return states
+        return {"weight": layer.kernel.numpy().T, "bias": layer.bias.numpy()}
 
-
-def assert_same_trajectories(trajectories: dict[str, list], dtype: str, what: str) -> None:
-    """Every parameter after every step, for every pair: failures name parameter, step and pair."""
-    failures: list[str] = []
-    for (name_a, a), (name_b, b) in itertools.combinations(trajectories.items(), 2):
-        for step, (state_a, state_b) in enumerate(zip(a, b), start=1):
-            if set(state_a) != set(state_b):
-                failures.append(f"step {step} [{name_a} vs {name_b}]: names differ {sorted(set(state_a) ^ set(state_b))}")
-            for name in sorted(set(state_a) & set(state_b)):
-                compare_tensors(f"{name} after step {step}", f"{name_a} vs {name_b}", state_a[name], state_b[name], dtype, failures)
-    assert_no_failures(failures, what)
+    return start, step
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("config", CONFIGS)
 def test_optimizer_trajectory_parity_and_torch_optim(config, dtype):
     cls, kwargs = CONFIGS[config]
-    trajectories = {tree: TRAJECTORIES[tree](cls, kwargs, dtype) for tree in TREES}
-    trajectories[f"torch.optim.{cls}"] = torch_optim_trajectory(cls, kwargs, dtype)
-    assert_same_trajectories(trajectories, dtype, f"{config} trajectory over {STEPS} steps ({dtype})")
+    trajectory = optimizer_trajectory(cls, kwargs, {f"torch.optim.{cls}": torch_optim_reference(cls, kwargs)})
+    check_trajectory(trajectory, dtype, f"{config} trajectory over {STEPS} steps")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("config", KERAS_CONFIGS)
 def test_optimizer_trajectory_matches_keras(config, dtype):
     cls, kwargs, make_optimizer, l2 = KERAS_CONFIGS[config]
-    trajectories = {tree: TRAJECTORIES[tree](cls, kwargs, dtype) for tree in TREES}
-    trajectories[f"keras.optimizers.{cls}"] = keras_trajectory(make_optimizer, l2, dtype)
-    assert_same_trajectories(trajectories, dtype, f"{config} vs Keras over {STEPS} steps ({dtype})")
+    trajectory = optimizer_trajectory(cls, kwargs, {f"keras.optimizers.{cls}": keras_optimizer_reference(make_optimizer, l2)})
+    check_trajectory(trajectory, dtype, f"{config} vs Keras over {STEPS} steps")
 
 
 def test_trajectories_move_the_loss_down():
@@ -207,7 +167,9 @@ def test_trajectories_move_the_loss_down():
     x, y, weights = problem("float64")
     start = np.mean((x @ weights["weight"].T + weights["bias"] - y) ** 2)
     for config, (cls, kwargs) in CONFIGS.items():
-        final = numpy_trajectory(cls, kwargs, "float64")[-1]
+        trajectory = optimizer_trajectory(cls, kwargs)
+        state = trajectory.start("numpy", "float64")
+        final = [trajectory.step(state, t) for t in range(1, STEPS + 1)][-1]
         end = np.mean((x @ final["weight"].T + final["bias"] - y) ** 2)
         assert end < 0.9 * start, f"{config}: loss {start:.4f} -> {end:.4f} after {STEPS} steps"
 
@@ -408,12 +370,8 @@ def tree_params(tree, dtype="float64"):
     return dict(tree_linear(tree, dtype, weights).named_parameters())
 
 
-def as_tree_tensor(tree, array):
-    return array if tree == "numpy" else torch.from_numpy(array) if tree == "torch" else tf.constant(array)
-
-
 def tree_zero_grads(tree, params, dtype="float64"):
-    return {name: as_tree_tensor(tree, np.zeros(tuple(p.shape), dtype)) for name, p in params.items()}
+    return {name: to_tree(tree, np.zeros(tuple(p.shape), dtype)) for name, p in params.items()}
 
 
 @pytest.mark.parametrize("tree", TREES)
@@ -426,9 +384,9 @@ def test_bad_gradients_raise_clear_errors(tree):
     with pytest.raises(KeyError, match=r"missing \[\], unexpected \['extra'\]"):
         optimizer.step({**grads, "extra": grads["bias"]})
     with pytest.raises(ValueError, match=r"Adam.step: grads\['bias'\] must have shape \(3,\), got \(4,\)"):
-        optimizer.step({**grads, "bias": as_tree_tensor(tree, np.zeros(4))})
+        optimizer.step({**grads, "bias": to_tree(tree, np.zeros(4))})
     with pytest.raises(TypeError, match=r"grads\['bias'\] must have dtype float64, got float32"):
-        optimizer.step({**grads, "bias": as_tree_tensor(tree, np.zeros(3, np.float32))})
+        optimizer.step({**grads, "bias": to_tree(tree, np.zeros(3, np.float32))})
     with pytest.raises(ValueError, match=r"grads\['bias'\] is None"):
         optimizer.step({**grads, "bias": None})
     assert optimizer.t == 0, "a rejected step must not count"

@@ -10,33 +10,34 @@ import torch
 from ..runners import run_tf, run_torch, tf_layout_call
 
 
-def torch_functional_reference(fn: Callable, differentiable=("x",)) -> Callable:
-    """A reference runner: a parameter-free torch function (``F.relu``, ``torch.nn.MSELoss()``)
-    called on the inputs in order, gradients for ``differentiable``."""
+def torch_functional_reference(fn: Callable, differentiable=("x",), forward_only: bool = False) -> Callable:
+    """A reference runner: a parameter-free torch function (``F.relu``, ``torch.nn.MSELoss()``,
+    ``torchvision.ops.nms``) called on the inputs in order, gradients for ``differentiable``."""
     def run(state, inputs, cotangents, dtype):
-        return run_torch(fn, inputs, differentiable, cotangents, params={})
+        return run_torch(fn, inputs, differentiable, cotangents, params={}, forward_only=forward_only)
 
     return run
 
 
-def tf_functional_reference(fn: Callable, differentiable=("x",), tf_layouts=None, tf_output_layouts=None) -> Callable:
+def tf_functional_reference(fn: Callable, differentiable=("x",), tf_layouts=None, tf_output_layouts=None,
+                            forward_only: bool = False) -> Callable:
     """A reference runner: a parameter-free TF/Keras function called on the inputs in order;
     ``tf_layouts``/``tf_output_layouts`` as in ``Case`` when it works channels-last."""
     def run(state, inputs, cotangents, dtype):
         call = tf_layout_call(fn, list(inputs), tf_layouts or {}, tf_output_layouts or {})
-        return run_tf(call, inputs, differentiable, cotangents, {}, lambda grads: {})
+        return run_tf(call, inputs, differentiable, cotangents, {}, lambda grads: {}, forward_only)
 
     return run
 
 
-def torch_module_reference(make: Callable, differentiable=("x",)) -> Callable:
+def torch_module_reference(make: Callable, differentiable=("x",), forward_only: bool = False) -> Callable:
     """A reference runner: the ``torch.nn.Module`` that ``make(dtype)`` builds (dtype a string),
     cast to ``dtype`` and strictly loaded with the canonical state — its ``state_dict`` names are
     the canonical ones by definition (torch.nn, torchvision)."""
     def run(state, inputs, cotangents, dtype):
         module = make(dtype).to(getattr(torch, dtype))
         module.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
-        return run_torch(module, inputs, differentiable, cotangents)
+        return run_torch(module, inputs, differentiable, cotangents, forward_only=forward_only)
 
     return run
 
