@@ -26,6 +26,13 @@ which PyTorch's symmetric ``padding=1`` is not. ``"valid"`` means no padding.
 
 Layout: NCHW images and OIHW (canonical, PyTorch) weights. Only the k×k kernel offsets are looped
 over in col2im (9 iterations for 3×3); batch, channels and pixels are all vectorized.
+
+The padding geometry (``conv_padding``, ``conv_output_size``) and the constructor's checks live
+once in ``ml100.validate``: channels >= 1 and divisible by ``groups``; kernel, stride and dilation
+>= 1; padding an int or pair >= 0, ``"same"`` or ``"valid"`` — one message per rule in every tree.
+Special values follow ``F.conv2d``: a NaN or ±inf pixel reaches exactly the outputs whose windows
+hold it (NaN where +inf and -inf terms meet) and the weight gradients that multiply it. An
+empty batch (``N = 0``) convolves to an empty batch, with zero parameter gradients.
 """
 from __future__ import annotations
 
@@ -35,42 +42,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ml100.checks import check_input
+from ml100.validate import conv_geometry, conv_output_size, conv_padding
 
 from ..module import Module
 from . import init
-
-#: Padding keywords; anything else is an int or a (height, width) pair, applied symmetrically.
-PADDING_MODES = ("same", "valid")
-
-
-def pair(value, name: str) -> tuple[int, int]:
-    """An int or a pair of non-negative ints -> (height, width)."""
-    values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in values):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
-    return int(values[0]), int(values[1])
-
-
-def conv_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                 dilation: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((top, bottom), (left, right)) for an int, a pair, ``"valid"`` or TF's ``"same"``."""
-    if isinstance(padding, str):
-        if padding not in PADDING_MODES:
-            raise ValueError(f"padding must be an int, a pair or one of {PADDING_MODES}, got {padding!r}")
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        out = []
-        for n, k, s, d in zip(size, kernel, stride, dilation):
-            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
-            # TF puts the odd pixel after the image: (0, 1) at stride 2 on an even size.
-            out.append((total // 2, total - total // 2))
-        return out[0], out[1]
-    ph, pw = pair(padding, "padding")
-    return (ph, ph), (pw, pw)
-
-
-def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int, dilation: int) -> int:
-    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -93,7 +68,8 @@ def im2col(x_pad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     sn, sc, sy, sx = x_pad.strides
     # A view, no copy: element [c, u, v, n, i, j] is x_pad[n, c, i*s + u*d, j*s + v*d].
     patches = as_strided(x_pad, (c, kh, kw, n, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw))
-    return np.ascontiguousarray(patches).reshape(groups, -1, n * ho * wo)  # the one copy
+    # Sizes spelled out: with an empty batch a -1 would be ambiguous.
+    return np.ascontiguousarray(patches).reshape(groups, c // groups * kh * kw, n * ho * wo)  # the one copy
 
 
 class Conv2d(Module):
@@ -102,15 +78,10 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, dtype="float32", rng: np.random.Generator | None = None):
         super().__init__(dtype)
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        self.kernel_size, self.stride, self.padding, self.dilation = conv_geometry(
+            "Conv2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         rng = np.random.default_rng() if rng is None else rng
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.dilation = pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(dilation, "dilation")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
-            raise ValueError("kernel_size, stride and dilation must be positive")
-        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
-        conv_padding(self.padding, (1, 1), self.kernel_size, self.stride, self.dilation)  # validates the keyword
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         # PyTorch's default: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
         self.params["weight"] = init.kaiming_uniform(shape, rng, a=math.sqrt(5.0), dtype=dtype)
@@ -135,17 +106,18 @@ class Conv2d(Module):
         y = _grouped_matmul(weight, cols).reshape(self.out_channels, n, ho, wo)  # (O, N, Ho, Wo)
         if "bias" in self.params:
             y = y + self.params["bias"][:, None, None, None]
-        self.cache = (x.shape, x_pad.shape, pads, cols, (ho, wo))
+        self.save_for_backward(x.shape, x_pad.shape, pads, cols, (ho, wo))
         return np.ascontiguousarray(y.transpose(1, 0, 2, 3))  # (N, O, Ho, Wo)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_shape, pad_shape, pads, cols, (ho, wo) = self.cache
+        x_shape, pad_shape, pads, cols, (ho, wo) = self.saved_for_backward()
         n, c = x_shape[:2]
         (kh, kw), (sh, sw), (dh, dw), g = self.kernel_size, self.stride, self.dilation, self.groups
-        grad_rows = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, self.out_channels // g, -1)  # (G, Og, N*Ho*Wo)
-        self.grads["weight"] = _grouped_matmul(grad_rows, cols.transpose(0, 2, 1)).reshape(self.params["weight"].shape)  # (O, Cg, kh, kw)
+        grad_rows = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, self.out_channels // g, n * ho * wo)  # (G, Og, N*Ho*Wo)
+        # += : a layer used twice (or a shared one) sums both uses' gradients; an empty batch adds 0.
+        self.grads["weight"] += _grouped_matmul(grad_rows, cols.transpose(0, 2, 1)).reshape(self.params["weight"].shape)  # (O, Cg, kh, kw)
         if "bias" in self.params:
-            self.grads["bias"] = grad_rows.sum(axis=2).reshape(-1)  # (O,)
+            self.grads["bias"] += grad_rows.sum(axis=2).reshape(self.out_channels)  # (O,)
         (top, bottom), (left, right) = pads
         # How far the "full" padding d(k-1) exceeds the forward padding on each side.
         full = (dh * (kh - 1) - top, dh * (kh - 1) - bottom), (dw * (kw - 1) - left, dw * (kw - 1) - right)

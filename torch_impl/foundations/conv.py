@@ -23,6 +23,13 @@ is split with the extra pixel at the bottom/right — at stride 2 on an even siz
 which PyTorch's symmetric ``padding=1`` is not. ``"valid"`` means no padding.
 
 Layout: NCHW images and OIHW (canonical, PyTorch) weights.
+
+The padding geometry (``conv_padding``, ``conv_output_size``) and the constructor's checks live
+once in ``ml100.validate``: channels >= 1 and divisible by ``groups``; kernel, stride and dilation
+>= 1; padding an int or pair >= 0, ``"same"`` or ``"valid"`` — one message per rule in every tree.
+Special values follow ``F.conv2d``: a NaN or ±inf pixel reaches exactly the outputs whose windows
+hold it (NaN where +inf and -inf terms meet) and the weight gradients that multiply it. An
+empty batch (``N = 0``) convolves to an empty batch, with zero parameter gradients.
 """
 from __future__ import annotations
 
@@ -34,42 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml100.checks import check_input
+from ml100.validate import conv_geometry, conv_output_size, conv_padding
 
 from ..module import Module
 from . import init
-
-#: Padding keywords; anything else is an int or a (height, width) pair, applied symmetrically.
-PADDING_MODES = ("same", "valid")
-
-
-def pair(value, name: str) -> tuple[int, int]:
-    """An int or a pair of non-negative ints -> (height, width)."""
-    values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in values):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
-    return int(values[0]), int(values[1])
-
-
-def conv_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                 dilation: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((top, bottom), (left, right)) for an int, a pair, ``"valid"`` or TF's ``"same"``."""
-    if isinstance(padding, str):
-        if padding not in PADDING_MODES:
-            raise ValueError(f"padding must be an int, a pair or one of {PADDING_MODES}, got {padding!r}")
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        out = []
-        for n, k, s, d in zip(size, kernel, stride, dilation):
-            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
-            # TF puts the odd pixel after the image: (0, 1) at stride 2 on an even size.
-            out.append((total // 2, total - total // 2))
-        return out[0], out[1]
-    ph, pw = pair(padding, "padding")
-    return (ph, ph), (pw, pw)
-
-
-def conv_output_size(size: int, pads: tuple[int, int], kernel: int, stride: int, dilation: int) -> int:
-    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def im2col(x_pad: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
@@ -77,9 +52,10 @@ def im2col(x_pad: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]
     """Every patch of the padded ``(N, C, Hp, Wp)`` input as a column: ``(N, G, Cg*kh*kw, Ho*Wo)``,
     rows ordered ``(c, u, v)`` like the weight's ``(Cg, kh, kw)`` (``F.unfold``; its backward is
     ``F.fold``, col2im)."""
-    n = x_pad.shape[0]
+    n, c = x_pad.shape[:2]
     cols = F.unfold(x_pad, kernel, dilation=dilation, stride=stride)  # (N, C*kh*kw, Ho*Wo)
-    return cols.reshape(n, groups, -1, out_size[0] * out_size[1])
+    # Sizes spelled out: with an empty batch a -1 would be ambiguous.
+    return cols.reshape(n, groups, c // groups * kernel[0] * kernel[1], out_size[0] * out_size[1])
 
 
 class Conv2d(Module):
@@ -88,15 +64,10 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, dtype="float32", rng: np.random.Generator | None = None):
         super().__init__(dtype)
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        self.kernel_size, self.stride, self.padding, self.dilation = conv_geometry(
+            "Conv2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         rng = np.random.default_rng() if rng is None else rng
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.dilation = pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(dilation, "dilation")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
-            raise ValueError("kernel_size, stride and dilation must be positive")
-        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
-        conv_padding(self.padding, (1, 1), self.kernel_size, self.stride, self.dilation)  # validates the keyword
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         # PyTorch's default: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
         self.weight = nn.Parameter(init.kaiming_uniform(shape, rng, a=math.sqrt(5.0), dtype=dtype))
