@@ -1,5 +1,8 @@
 """Day 15: Conv2d by im2col in three trees, against ``F.conv2d`` and ``tf.nn.conv2d``, with
-hypothesis fuzzing over shapes, strides, paddings, dilations and groups."""
+hypothesis fuzzing over shapes, strides, paddings, dilations and groups; NaN and ±inf pixels and
+the empty batch against ``F.conv2d``, a layer used twice, and the constructor checks."""
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml100.backends import get_module
-from parity_tests.harness import Case, check_parity, gradcheck_numpy, run_tf, run_torch
+from ml100.validate import conv_geometry, conv_padding
+from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, assert_no_failures, build_models, check_parity,
+                                  compare_results, compare_special, gradcheck_numpy, random_weights, run_all_trees,
+                                  run_reference, run_tf, run_torch)
 
 MODULE = "foundations.conv"
-NCHW_TO_NHWC = (0, 2, 3, 1)
 
 # (in, out, kernel, stride, padding, dilation, groups, H, W)
 CONFIGS = {
@@ -30,9 +35,9 @@ CONFIGS = {
 
 def torch_padding(config):
     """F.conv2d's explicit padding for a config: ``"same"`` is TF's possibly asymmetric split."""
-    module = get_module("numpy", MODULE)
     c_in, c_out, k, s, p, d, g, h, w = config
-    return module.conv_padding(p, (h, w), module.pair(k, "k"), module.pair(s, "s"), module.pair(d, "d"))
+    kernel, stride, padding, dilation = conv_geometry("Conv2d", c_in, c_out, k, s, p, d, g)
+    return conv_padding(padding, (h, w), kernel, stride, dilation)
 
 
 def f_conv2d_reference(config, bias=True):
@@ -121,8 +126,8 @@ def test_same_padding_is_tf_asymmetric_at_stride_2():
     """TF "SAME" at stride 2 on an even size pads (0, 1); torch's symmetric padding=1 pads (1, 1) and
     gives a different result. Our "same" is TF's, equal to tf.nn.conv2d(padding="SAME")."""
     conv = get_module("numpy", MODULE)
-    assert conv.conv_padding("same", (6, 6), (3, 3), (2, 2), (1, 1)) == ((0, 1), (0, 1))
-    assert conv.conv_padding("same", (7, 7), (3, 3), (2, 2), (1, 1)) == ((1, 1), (1, 1))
+    assert conv_padding("same", (6, 6), (3, 3), (2, 2), (1, 1)) == ((0, 1), (0, 1))
+    assert conv_padding("same", (7, 7), (3, 3), (2, 2), (1, 1)) == ((1, 1), (1, 1))
     layer = conv.Conv2d(2, 3, 3, stride=2, padding="same", dtype="float64", rng=np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((1, 2, 6, 6))
     ours = layer(x)
@@ -149,7 +154,108 @@ def test_conv_bad_input(tree):
         layer(native(np.zeros((1, 2, 2, 3) if tree == "tf" else (1, 3, 2, 2))))
     with pytest.raises(ValueError, match="divisible by groups"):
         conv.Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(ValueError, match="padding must be an int, a pair or one of"):
+    with pytest.raises(ValueError, match="padding must be an int >= 0, a pair of them or one of"):
         conv.Conv2d(3, 4, 3, padding="full")
-    with pytest.raises(ValueError, match="kernel_size must be a non-negative int or a pair"):
+    with pytest.raises(ValueError, match="kernel_size must be an int >= 1 or a pair of them"):
         conv.Conv2d(3, 4, (3, 3, 3))
+
+
+# --- special values and the empty batch -------------------------------------------------------
+
+def check_outcomes(config, x, what):
+    """Every tree and ``F.conv2d`` on ``x`` (float64) with the same random weights: the same
+    shapes and NaN, +inf and -inf positions in the output and in every gradient (input, weight,
+    bias), finite values within tolerance."""
+    case = conv_case(config)
+    models = build_models(case, "float64")
+    state = random_weights(models["numpy"].canonical_state_dict(), np.random.default_rng(1))
+    for model in models.values():
+        model.load_canonical_state_dict(state)
+    # One cotangent per output shape, the same for everyone.
+    draw = lambda outputs: [np.random.default_rng(5).standard_normal(np.shape(out)) for out in outputs]
+    with np.errstate(all="ignore"):
+        results = run_all_trees(case, "float64", {"x": x}, draw, models)
+        results["F.conv2d"] = run_reference(case, "F.conv2d", state, {"x": x}, draw, "float64")
+    assert_no_failures(compare_results(results, "float64", compare_special), f"Conv2d on {what}")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_special_values_as_torch(name):
+    """A NaN pixel, a +inf pixel, a -inf pixel and a whole image of +inf: NaN and inf reach the
+    outputs whose windows hold them, and the weight gradients through them, as in ``F.conv2d``."""
+    c_in, c_out, k, s, p, d, g, h, w = CONFIGS[name]
+    x = np.random.default_rng(0).standard_normal((3, c_in, h, w))
+    x[0, 0, 1, 1] = np.nan
+    x[1, -1, h // 2, w - 1] = np.inf
+    x[1, 0, h - 1, 0] = -np.inf
+    x[2] = np.inf
+    check_outcomes(CONFIGS[name], x, "NaN and ±inf pixels")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_empty_batch(name):
+    """N = 0 convolves to N = 0 in every tree, forward and backward, with zero weight and bias
+    gradients, as in torch (TF's extract_patches cannot differentiate an empty batch on its own)."""
+    c_in, c_out, k, s, p, d, g, h, w = CONFIGS[name]
+    check_outcomes(CONFIGS[name], np.zeros((0, c_in, h, w)), "an empty batch")
+
+
+# --- a layer used twice, constructor checks ---------------------------------------------------
+
+# name -> (in = out channels, kernel, stride, padding, groups, input H = W): shapes allow m(m(x)).
+DOUBLE_USE = {
+    "stride 1 (input gradient by convolution)": (3, 3, 1, 1, 1, 6),
+    "stride 2 (col2im)": (3, 3, 2, 1, 1, 8),
+    "depthwise": (3, 3, 1, "same", 3, 5),
+}
+
+
+@pytest.mark.parametrize("name", DOUBLE_USE)
+def test_numpy_layer_used_twice_matches_torch(name):
+    """``y = m(m(x))`` then ``m.backward(m.backward(g))``: both uses backpropagated, last first,
+    the weight and bias gradients summed over both — as torch's autograd of ``conv(conv(x))``."""
+    c, k, s, p, g, size = DOUBLE_USE[name]
+    layer = get_module("numpy", MODULE).Conv2d(c, c, k, stride=s, padding=p, groups=g, dtype="float64",
+                                               rng=np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, c, size, size))
+    layer.zero_grad()
+    y = layer(layer(x))
+    grad_out = rng.standard_normal(y.shape)
+    grad_x = layer.backward(layer.backward(grad_out))
+
+    weight = torch.tensor(layer.params["weight"], requires_grad=True)
+    bias = torch.tensor(layer.params["bias"], requires_grad=True)
+    (top, bottom), (left, right) = conv_padding(layer.padding, (size, size), layer.kernel_size, layer.stride, layer.dilation)
+    conv = lambda t: F.conv2d(F.pad(t, (left, right, top, bottom)), weight, bias, stride=s, groups=g)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = conv(conv(xt))
+    (yt * torch.from_numpy(grad_out)).sum().backward()
+    for label, got, want in (("output", y, yt.detach()), ("grad of x", grad_x, xt.grad), ("grad of weight", layer.grads["weight"], weight.grad),
+                             ("grad of bias", layer.grads["bias"], bias.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=TOLERANCES["float64"], atol=1e-12, err_msg=label)
+    with pytest.raises(RuntimeError, match="nothing cached"):
+        layer.backward(grad_out)
+
+
+#: (constructor arguments, message): one rule, one ValueError message, the same in every tree.
+BAD_CONVS = [
+    ((0, 4, 3), "Conv2d: in_channels must be an int >= 1, got 0"),
+    ((3, 2.0, 3), "Conv2d: out_channels must be an int >= 1, got 2.0"),
+    ((3, 4, 3, 1, 0, 1, 0), "Conv2d: groups must be an int >= 1, got 0"),
+    ((3, 4, 3, 1, 0, 1, 2), "Conv2d: in_channels (3) must be divisible by groups (2)"),
+    ((4, 3, 3, 1, 0, 1, 2), "Conv2d: out_channels (3) must be divisible by groups (2)"),
+    ((3, 4, (3, 0)), "Conv2d: kernel_size must be an int >= 1 or a pair of them, got (3, 0)"),
+    ((3, 4, 3, 0), "Conv2d: stride must be an int >= 1 or a pair of them, got 0"),
+    ((3, 4, 3, 1, 0, (1, -1)), "Conv2d: dilation must be an int >= 1 or a pair of them, got (1, -1)"),
+    ((3, 4, 3, 1, -1), "Conv2d: padding must be an int >= 0 or a pair of them, got -1"),
+    ((3, 4, 3, 1, "full"), "Conv2d: padding must be an int >= 0, a pair of them or one of ('same', 'valid'), got 'full'"),
+]
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("index", range(len(BAD_CONVS)))
+def test_bad_conv_arguments_are_refused_with_one_message(tree, index):
+    args, message = BAD_CONVS[index]
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        get_module(tree, MODULE).Conv2d(*args, dtype="float64")
