@@ -10,7 +10,10 @@ spatial positions — so :math:`n = N` for ``(N, C)`` inputs and :math:`n = NHW`
 Training uses the batch's mean and BIASED variance, and updates running estimates PyTorch's way,
 with the UNBIASED variance: :math:`r \leftarrow (1-m)\,r + m\,s` for ``momentum`` :math:`m`, where
 :math:`s` is :math:`\mu` for ``running_mean`` and :math:`\frac{n}{n-1}\sigma^2` for ``running_var``;
-``num_batches_tracked`` counts the updates. Evaluation normalizes with the running estimates.
+``num_batches_tracked`` counts the updates. ``momentum=None`` is torch's cumulative moving
+average instead: :math:`m = 1/t` at the :math:`t`-th update (``num_batches_tracked`` after it is
+counted), so the estimate is the plain mean of every batch's statistic so far. Evaluation
+normalizes with the running estimates.
 
 Intuition: whatever the previous layer does to the scale and offset of a channel, the next layer
 sees zero mean and unit variance; :math:`\gamma, \beta` give back the freedom to choose both.
@@ -34,7 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml100.checks import check_input
+from ml100.checks import check_input, check_range
+from ml100.validate import check_int
+from ml100.validate_args import check_bool, check_fraction
 
 from ..module import Module
 
@@ -45,11 +50,18 @@ class _BatchNorm(Module):
     #: The rank of the input: 2 for ``(N, C)``, 4 for ``(N, C, H, W)``.
     input_ndim = 0
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype="float32"):
         super().__init__(dtype)
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
+        owner = type(self).__name__
+        # torch builds BatchNorm(0) but cannot run it: at least one feature.
+        self.num_features = check_int(owner, "num_features", num_features, 1)
+        # A negative eps makes var + eps negative: NaN everywhere (torch accepts it silently in eval).
+        check_range(owner, "eps", eps)
+        self.eps = eps
+        self.momentum = None if momentum is None else check_fraction(owner, "momentum", momentum)
+        self.affine = check_bool(owner, "affine", affine)
+        self.track_running_stats = check_bool(owner, "track_running_stats", track_running_stats)
         # γ = 1, β = 0: the layer starts as a pure normalization (torch's reset_parameters).
         if affine:
             self.params["weight"] = np.ones(num_features, dtype=self.dtype)  # (C,)
@@ -73,10 +85,14 @@ class _BatchNorm(Module):
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
         # The running variance estimates the population's: Bessel's correction n / (n - 1).
         unbiased = var * (n / (n - 1))  # (C,)
-        m = self.momentum
+        self.buffers["num_batches_tracked"][...] += 1  # ()
+        # As torch: an empty batch is counted but leaves the estimates alone (its statistics are NaN).
+        if n == 0:
+            return
+        # momentum=None: the t-th update weighs the batch 1/t, a cumulative average (torch's rule).
+        m = 1.0 / int(self.buffers["num_batches_tracked"]) if self.momentum is None else self.momentum
         self.buffers["running_mean"][...] = (1 - m) * self.buffers["running_mean"] + m * mean  # (C,)
         self.buffers["running_var"][...] = (1 - m) * self.buffers["running_var"] + m * unbiased  # (C,)
-        self.buffers["num_batches_tracked"][...] += 1  # ()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x)
@@ -86,11 +102,14 @@ class _BatchNorm(Module):
         shape = tuple(self.num_features if a == 1 else 1 for a in range(x.ndim))
         n = x.size // self.num_features
         if self._uses_batch_stats():
-            if self.training and n < 2:
+            # torch's rule: one value per channel has no variance; an empty batch is fine.
+            if self.training and n == 1:
                 raise ValueError(f"{type(self).__name__}: training needs more than 1 value per channel, got shape {tuple(x.shape)}")
-            mean = x.mean(axis=axes)  # (C,)
-            # Biased (divide by n): the variance of this batch, which is what normalizes it.
-            var = ((x - mean.reshape(shape)) ** 2).mean(axis=axes)  # (C,)
+            # Sums over n: an empty batch gives 0/0 = NaN quietly (torch's mean), and normalizes nothing.
+            with np.errstate(invalid="ignore"):
+                mean = x.sum(axis=axes) / n  # (C,)
+                # Biased (divide by n): the variance of this batch, which is what normalizes it.
+                var = ((x - mean.reshape(shape)) ** 2).sum(axis=axes) / n  # (C,)
             if self.training and self.track_running_stats:
                 self._update_running_stats(mean, var, n)
         else:

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, assert_no_failures, check_parity, compare_tensors,
-                                  gradcheck_numpy, random_weights, run_tf, tf_layout_call, to_native, torch_module_reference)
+from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, Trajectory, assert_no_failures, check_parity, check_trajectory,
+                                  compare_tensors, gradcheck_numpy, random_weights, run_tf, tf_layout_call, to_canonical,
+                                  to_native, torch_module_reference)
 
 MODULE = "foundations.batchnorm"
 C = 3
@@ -70,6 +71,10 @@ def bn_case(cls, train, **kwargs):
     if not kwargs:
         references["keras.layers.BatchNormalization"] = keras_reference(cls, train)
     layouts = {"x": TO_TF[cls]} if TO_TF[cls] else {}
+    # torch (and the trees) train on an empty batch: empty output, zero parameter gradients,
+    # estimates untouched, the batch counted.
+    excluded = {"keras.layers.BatchNormalization": "Keras' training-mode gradient of gamma on an empty batch is NaN "
+                                                   "(its moments divide 0 by 0); torch's is 0"} if train and not kwargs else {}
     return Case(
         module=MODULE,
         build=lambda m, dtype, rng: getattr(m, cls)(C, eps=EPS, momentum=MOMENTUM, dtype=dtype, **kwargs).train(train),
@@ -78,6 +83,7 @@ def bn_case(cls, train, **kwargs):
         weights=bn_weights,
         tf_layouts=layouts,
         tf_output_layouts={0: TO_TF[cls]} if layouts else {},
+        special_excluded_references=excluded,
     )
 
 
@@ -203,6 +209,117 @@ def test_defaults_match_torch():
         got = get_module(tree, MODULE).BatchNorm2d(C).canonical_state_dict()
         for name in expected:
             np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{tree} {name}")
+
+
+def cumulative_average_trajectory(cls, loaded: bool, steps=5) -> Trajectory:
+    """``momentum=None`` in every tree and in ``torch.nn``: ``steps`` training forwards on
+    different batches, the output and every state tensor compared after each. ``loaded`` starts
+    from the shared random state (``num_batches_tracked`` = 7, so the first factor is 1/8),
+    otherwise from a fresh layer (factor 1: the first batch's statistics replace the defaults)."""
+    def batch(dtype, t):
+        return bn_inputs(cls)(dtype, np.random.default_rng(10 + t))["x"] * t
+
+    def initial_state(model):
+        if loaded:
+            model.load_canonical_state_dict(random_weights(model.canonical_state_dict(), np.random.default_rng(1), bn_weights))
+        return model
+
+    def start(tree, dtype):
+        return tree, dtype, initial_state(getattr(get_module(tree, MODULE), cls)(C, eps=EPS, momentum=None, dtype=dtype))
+
+    def step(state, t):
+        tree, dtype, model = state
+        output = model(to_native(tree, batch(dtype, t)))
+        return {"output": to_canonical(tree, output), **model.canonical_state_dict()}
+
+    def torch_start(dtype):
+        layer = getattr(torch.nn, cls)(C, eps=EPS, momentum=None, dtype=getattr(torch, dtype))
+        # Fed torch tensors, as the torch tree is.
+        return "torch", dtype, initial_state(CanonicalTorch(layer))
+
+    return Trajectory(steps, start, step, {f"torch.nn.{cls}(momentum=None)": (torch_start, step)})
+
+
+class CanonicalTorch:
+    """A ``torch.nn`` layer seen through the trees' canonical state API (its names already are)."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, x):
+        return self.layer(x)
+
+    def canonical_state_dict(self):
+        return {name: value.detach().numpy().copy() for name, value in self.layer.state_dict().items()}
+
+    def load_canonical_state_dict(self, state):
+        self.layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("loaded", [False, True], ids=["fresh", "loaded"])
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_momentum_none_is_torchs_cumulative_average(cls, loaded, dtype):
+    check_trajectory(cumulative_average_trajectory(cls, loaded), dtype, f"{cls}(momentum=None)")
+
+
+def test_momentum_none_averages_every_batch_equally():
+    """From a fresh layer, after T batches the running estimates are the plain means of the T
+    batch statistics (the factor 1/t weighs every batch alike), not an exponential average."""
+    trajectory = cumulative_average_trajectory("BatchNorm2d", loaded=False, steps=4)
+    state = trajectory.start("numpy", "float64")
+    final = [trajectory.step(state, t) for t in range(1, 5)][-1]
+    batches = [bn_inputs("BatchNorm2d")("float64", np.random.default_rng(10 + t))["x"] * t for t in range(1, 5)]
+    axes = (0, 2, 3)
+    np.testing.assert_allclose(final["running_mean"], np.mean([x.mean(axis=axes) for x in batches], axis=0), rtol=1e-13)
+    np.testing.assert_allclose(final["running_var"], np.mean([x.var(axis=axes, ddof=1) for x in batches], axis=0), rtol=1e-13)
+    assert int(final["num_batches_tracked"]) == 4
+
+
+@pytest.mark.parametrize("cls", list(SHAPES))
+def test_empty_training_batch_is_counted_but_changes_no_estimate(cls):
+    """torch's behaviour, in every tree: an empty batch in training mode gives an empty output,
+    adds 1 to ``num_batches_tracked`` and leaves the running mean and variance as they were."""
+    state = random_weights(getattr(get_module("numpy", MODULE), cls)(C, dtype="float64").canonical_state_dict(),
+                           np.random.default_rng(1), bn_weights)
+    empty = np.zeros((0, *SHAPES[cls][1:]))
+    reference = getattr(torch.nn, cls)(C, dtype=torch.float64)
+    reference.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    assert reference(torch.from_numpy(empty)).shape == empty.shape
+    expected = {name: value.detach().numpy() for name, value in reference.state_dict().items()}
+    assert int(expected["num_batches_tracked"]) == 8
+    for tree in TREES:
+        model = getattr(get_module(tree, MODULE), cls)(C, dtype="float64")
+        model.load_canonical_state_dict(state)
+        assert to_canonical(tree, model(to_native(tree, empty))).shape == empty.shape, tree
+        for name, value in model.canonical_state_dict().items():
+            np.testing.assert_array_equal(value, expected[name], err_msg=f"{tree} {name}")
+
+
+#: (class, arguments, keyword arguments, exception, message): every tree raises exactly this at construction.
+BAD_ARGUMENTS = {
+    "negative num_features": ("BatchNorm2d", (-3,), {}, ValueError, "BatchNorm2d: num_features must be an int >= 1, got -3"),
+    "zero num_features": ("BatchNorm1d", (0,), {}, ValueError, "BatchNorm1d: num_features must be an int >= 1, got 0"),
+    "float num_features": ("BatchNorm2d", (3.5,), {}, ValueError, "BatchNorm2d: num_features must be an int >= 1, got 3.5"),
+    "negative eps": ("BatchNorm2d", (C,), {"eps": -1}, ValueError, "BatchNorm2d: eps must be in [0.0, inf), got -1"),
+    "NaN eps": ("BatchNorm1d", (C,), {"eps": float("nan")}, ValueError, "BatchNorm1d: eps must be in [0.0, inf), got nan"),
+    "momentum above 1": ("BatchNorm2d", (C,), {"momentum": 1.5}, ValueError, "BatchNorm2d: momentum must be in [0, 1], got 1.5"),
+    "string momentum": ("BatchNorm2d", (C,), {"momentum": "0.1"}, TypeError, "BatchNorm2d: momentum must be a real number, got '0.1'"),
+    "string affine": ("BatchNorm2d", (C,), {"affine": "no"}, TypeError, "BatchNorm2d: affine must be a bool (True or False), got 'no'"),
+    "int track_running_stats": ("BatchNorm1d", (C,), {"track_running_stats": 1}, TypeError,
+                                "BatchNorm1d: track_running_stats must be a bool (True or False), got 1"),
+}
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
+def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
+    """Before: ``BatchNorm2d(-3)`` raised three different exception types across the trees and
+    ``eps=-1`` gave an all-NaN output silently; now one message, at construction."""
+    cls, args, kwargs, error, message = BAD_ARGUMENTS[what]
+    with pytest.raises(error) as raised:
+        getattr(get_module(tree, MODULE), cls)(*args, **kwargs)
+    assert type(raised.value) is error and str(raised.value) == message
 
 
 BAD_INPUTS = {

@@ -10,7 +10,10 @@ spatial positions — so :math:`n = N` for ``(N, C)`` inputs and :math:`n = NHW`
 Training uses the batch's mean and BIASED variance, and updates running estimates PyTorch's way,
 with the UNBIASED variance: :math:`r \leftarrow (1-m)\,r + m\,s` for ``momentum`` :math:`m`, where
 :math:`s` is :math:`\mu` for ``running_mean`` and :math:`\frac{n}{n-1}\sigma^2` for ``running_var``;
-``num_batches_tracked`` counts the updates. Evaluation normalizes with the running estimates.
+``num_batches_tracked`` counts the updates. ``momentum=None`` is torch's cumulative moving
+average instead: :math:`m = 1/t` at the :math:`t`-th update (``num_batches_tracked`` after it is
+counted), so the estimate is the plain mean of every batch's statistic so far. Evaluation
+normalizes with the running estimates.
 
 Intuition: whatever the previous layer does to the scale and offset of a channel, the next layer
 sees zero mean and unit variance; :math:`\gamma, \beta` give back the freedom to choose both.
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 import torch
 
-from ml100.checks import check_input
+from ml100.checks import check_input, check_range
+from ml100.validate import check_int
+from ml100.validate_args import check_bool, check_fraction
 
 from ..module import Module, torch_dtype
 
@@ -39,11 +44,18 @@ class _BatchNorm(Module):
     #: The rank of the input: 2 for ``(N, C)``, 4 for ``(N, C, H, W)``.
     input_ndim = 0
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype="float32"):
         super().__init__(dtype)
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
+        owner = type(self).__name__
+        # torch builds BatchNorm(0) but cannot run it: at least one feature.
+        self.num_features = check_int(owner, "num_features", num_features, 1)
+        # A negative eps makes var + eps negative: NaN everywhere (torch accepts it silently in eval).
+        check_range(owner, "eps", eps)
+        self.eps = eps
+        self.momentum = None if momentum is None else check_fraction(owner, "momentum", momentum)
+        self.affine = check_bool(owner, "affine", affine)
+        self.track_running_stats = check_bool(owner, "track_running_stats", track_running_stats)
         # γ = 1, β = 0: the layer starts as a pure normalization (torch's reset_parameters).
         if affine:
             self.weight = torch.nn.Parameter(torch.ones(num_features, dtype=torch_dtype(dtype)))  # (C,)
@@ -75,11 +87,15 @@ class _BatchNorm(Module):
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
         # The running variance estimates the population's: Bessel's correction n / (n - 1).
         unbiased = var * (n / (n - 1))  # (C,)
-        m = self.momentum
+        self.num_batches_tracked.add_(1)  # ()
+        # As torch: an empty batch is counted but leaves the estimates alone (its statistics are NaN).
+        if n == 0:
+            return
+        # momentum=None: the t-th update weighs the batch 1/t, a cumulative average (torch's rule).
+        m = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
         # In place (under no_grad): the buffers are the state dict's tensors, not graph nodes.
         self.running_mean.copy_((1 - m) * self.running_mean + m * mean)  # (C,)
         self.running_var.copy_((1 - m) * self.running_var + m * unbiased)  # (C,)
-        self.num_batches_tracked.add_(1)  # ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -89,7 +105,8 @@ class _BatchNorm(Module):
         shape = tuple(self.num_features if a == 1 else 1 for a in range(x.ndim))
         n = x.numel() // self.num_features
         if self._uses_batch_stats():
-            if self.training and n < 2:
+            # torch's rule: one value per channel has no variance; an empty batch is fine.
+            if self.training and n == 1:
                 raise ValueError(f"{type(self).__name__}: training needs more than 1 value per channel, got shape {tuple(x.shape)}")
             mean = x.mean(dim=axes)  # (C,)
             # Biased (divide by n): the variance of this batch, which is what normalizes it.
