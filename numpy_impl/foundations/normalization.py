@@ -34,16 +34,28 @@ cannot change. Parameter gradients: :math:`\partial L/\partial\gamma = \sum (\pa
 feature axis of :math:`\gamma`.
 
 Defaults follow PyTorch, except RMSNorm's :math:`\varepsilon`: ``torch.nn.RMSNorm(eps=None)``
-uses ``torch.finfo(dtype).eps`` (different in float32 and float64); here it is an explicit
+uses ``torch.finfo(dtype).eps`` (different in float32 and float64); here the default is an explicit
 ``1e-6`` (Keras' ``RMSNormalization`` default), so the model is the same in every dtype.
+``eps=None`` asks for torch's value, the machine epsilon of the module's dtype (its inputs' dtype).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ml100.checks import check_input
+from ml100.checks import check_input, check_range
+from ml100.validate import check_divisible, check_int
+from ml100.validate_args import check_bool, check_normalized_shape
 
 from ..module import Module
+
+
+def _mean_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The mean over ``axes`` (keepdims). Over no elements (``LayerNorm(0)``) it is NaN quietly,
+    as torch's, where ``np.mean`` would warn; it only ever meets an empty output then."""
+    with np.errstate(invalid="ignore"):
+        return x.sum(axis=axes, keepdims=True) / math.prod(x.shape[a] for a in axes)
 
 
 def normalize_over_axes(x: np.ndarray, axes: tuple[int, ...], eps: float, center: bool = True):
@@ -52,17 +64,17 @@ def normalize_over_axes(x: np.ndarray, axes: tuple[int, ...], eps: float, center
     ``center=False`` skips the mean (RMSNorm): the "variance" is then the mean square.
     """
     if center:
-        x = x - x.mean(axis=axes, keepdims=True)  # (..., A)
+        x = x - _mean_over(x, axes)  # (..., A)
     # Biased variance (divide by n, not n - 1): the statistic of these n values, not an estimate.
-    inv = 1.0 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)  # (..., 1s)
+    inv = 1.0 / np.sqrt(_mean_over(x * x, axes) + eps)  # (..., 1s)
     return x * inv, inv  # (..., A), (..., 1s)
 
 
 def _normalize_backward(g: np.ndarray, x_hat: np.ndarray, inv: np.ndarray, axes: tuple[int, ...], center: bool):
     """``dL/dx`` from ``g = dL/dx_hat``: project out what a shift (if centered) and a rescaling cannot change."""
-    dx = g - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)  # (..., A)
+    dx = g - x_hat * _mean_over(g * x_hat, axes)  # (..., A)
     if center:
-        dx = dx - g.mean(axis=axes, keepdims=True)  # (..., A)
+        dx = dx - _mean_over(g, axes)  # (..., A)
     return inv * dx  # (..., A)
 
 
@@ -79,10 +91,13 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  dtype="float32"):
         super().__init__(dtype)
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape = check_normalized_shape("LayerNorm", normalized_shape)
+        check_range("LayerNorm", "eps", eps)
         self.eps = eps
         # The trailing axes, counted from the end so any number of leading axes works.
         self.axes = tuple(range(-len(self.normalized_shape), 0))
+        elementwise_affine = check_bool("LayerNorm", "elementwise_affine", elementwise_affine)
+        bias = check_bool("LayerNorm", "bias", bias)
         if elementwise_affine:
             self.params["weight"] = np.ones(self.normalized_shape, dtype=self.dtype)
             if bias:
@@ -117,11 +132,15 @@ class LayerNorm(Module):
 class RMSNorm(Module):
     """``x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` axes; canonical ``weight``."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-6, elementwise_affine: bool = True, dtype="float32"):
+    def __init__(self, normalized_shape, eps: float | None = 1e-6, elementwise_affine: bool = True, dtype="float32"):
         super().__init__(dtype)
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.eps = eps
+        self.normalized_shape = check_normalized_shape("RMSNorm", normalized_shape)
+        if eps is not None:
+            check_range("RMSNorm", "eps", eps)
+        # torch's eps=None: the machine epsilon of the input's dtype, which is the module's here.
+        self.eps = float(np.finfo(self.dtype).eps) if eps is None else eps
         self.axes = tuple(range(-len(self.normalized_shape), 0))
+        elementwise_affine = check_bool("RMSNorm", "elementwise_affine", elementwise_affine)
         if elementwise_affine:
             self.params["weight"] = np.ones(self.normalized_shape, dtype=self.dtype)
         self.zero_grad()
@@ -152,9 +171,13 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, dtype="float32"):
         super().__init__(dtype)
-        if num_groups < 1 or num_channels % num_groups != 0:
-            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.num_groups = check_int("GroupNorm", "num_groups", num_groups, 1)
+        # torch builds GroupNorm(G, 0) but cannot run it: at least one channel.
+        self.num_channels = check_int("GroupNorm", "num_channels", num_channels, 1)
+        check_divisible("GroupNorm", "num_channels", num_channels, "num_groups", num_groups)
+        check_range("GroupNorm", "eps", eps)
+        self.eps = eps
+        affine = check_bool("GroupNorm", "affine", affine)
         if affine:
             self.params["weight"] = np.ones((num_channels,), dtype=self.dtype)
             self.params["bias"] = np.zeros((num_channels,), dtype=self.dtype)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, channels_last, check_parity, gradcheck_numpy, run_tf, tf_layout_call, to_tree,
-                                  torch_module_reference)
+from parity_tests.harness import (TOLERANCES, TREES, Case, channels_last, check_parity, gradcheck_numpy, max_errors, run_tf,
+                                  tf_layout_call, to_tree, torch_module_reference)
 
 MODULE = "foundations.normalization"
 # Epsilons that differ from every framework default, so a forgotten argument shows up as a mismatch.
@@ -158,7 +158,8 @@ def test_keras_rms_scaling_is_not_rmsnorm():
 
 def test_torch_rmsnorm_default_eps_is_machine_epsilon():
     """``torch.nn.RMSNorm(eps=None)`` uses ``torch.finfo(x.dtype).eps`` (2**-23 in float32, 2**-52 in
-    float64): a dtype-dependent model. Ours takes an explicit eps (default 1e-6, Keras')."""
+    float64): a dtype-dependent model. Ours defaults to an explicit eps (1e-6, Keras'); ``eps=None``
+    asks for torch's value, resolved from the module's dtype."""
     x = np.random.default_rng(0).standard_normal((3, 5)) * 1e-4
     ours = get_module("numpy", MODULE)
     for dtype in ("float32", "float64"):
@@ -166,6 +167,80 @@ def test_torch_rmsnorm_default_eps_is_machine_epsilon():
         expected = ours.RMSNorm(5, eps=float(np.finfo(dtype).eps), dtype=dtype)(xd)
         got = torch.nn.RMSNorm(5, dtype=getattr(torch, dtype))(torch.from_numpy(xd)).detach().numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
+        for tree in TREES:
+            assert get_module(tree, MODULE).RMSNorm(5, eps=None, dtype=dtype).eps == np.finfo(dtype).eps, tree
+
+
+def rms_norm_eps_none_case(shape, normalized_shape):
+    """``RMSNorm(eps=None)`` on inputs of scale 1e-6, where the mean square (~1e-12) is comparable to
+    float32's epsilon (1.2e-7, dominant) and float64's (2.2e-16, a 1e-4 effect): a wrong epsilon fails."""
+    k = len(normalized_shape)
+    axis = -1 if k == 1 else tuple(range(-k, 0))
+    return Case(
+        module=MODULE,
+        build=lambda m, dtype, rng: m.RMSNorm(normalized_shape, eps=None, dtype=dtype),
+        inputs=lambda dtype, rng: {"x": (1e-6 * rng.standard_normal(shape)).astype(dtype)},
+        references={
+            "torch.nn.RMSNorm(eps=None)": torch_module_reference(lambda dtype: torch.nn.RMSNorm(normalized_shape)),
+            # Keras has no such option: its epsilon set to the same machine epsilon.
+            "keras.layers.RMSNormalization": keras_reference(
+                lambda dt: keras.layers.RMSNormalization(axis=axis, epsilon=float(np.finfo(dt).eps), dtype=dt),
+                {"weight": "scale"}, shape),
+        },
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape, normalized_shape", [((4, 6), (6,)), ((2, 3, 4), (3, 4))])
+def test_rmsnorm_eps_none_matches_torch(shape, normalized_shape, dtype):
+    case = rms_norm_eps_none_case(shape, normalized_shape)
+    check_parity(case, dtype)
+    # The epsilon matters at this scale: without it the output differs by far more than the tolerance.
+    x = case.inputs(dtype, np.random.default_rng(0))["x"]
+    m = get_module("numpy", MODULE)
+    with_eps, without_eps = (m.RMSNorm(normalized_shape, eps=eps, dtype=dtype)(x) for eps in (None, 0.0))
+    assert max_errors(with_eps, without_eps)[1] > 100 * TOLERANCES[dtype]
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_zero_size_normalized_shape_gives_an_empty_output(tree):
+    """torch builds ``LayerNorm(0)`` and ``RMSNorm(0)`` and returns an empty output: so do the trees,
+    without a warning (the NumPy tree's means over no element are NaN quietly, as torch's)."""
+    m = get_module(tree, MODULE)
+    for layer in (m.LayerNorm(0, dtype="float64"), m.RMSNorm(0, dtype="float64")):
+        assert tuple(layer(to_tree(tree, np.zeros((2, 0)))).shape) == (2, 0)
+    assert tuple(torch.nn.LayerNorm(0)(torch.zeros(2, 0)).shape) == (2, 0)
+
+
+#: (class, arguments, keyword arguments, exception, message): every tree raises exactly this at construction.
+BAD_ARGUMENTS = {
+    "empty normalized_shape": ("LayerNorm", ((),), {}, ValueError,
+                               "LayerNorm: normalized_shape must be an int >= 0 or a non-empty sequence of them, got ()"),
+    "negative normalized_shape": ("RMSNorm", (-2,), {}, ValueError,
+                                  "RMSNorm: normalized_shape must be an int >= 0 or a non-empty sequence of them, got -2"),
+    "float in normalized_shape": ("LayerNorm", ((3, 2.5),), {}, ValueError,
+                                  "LayerNorm: normalized_shape must be an int >= 0 or a non-empty sequence of them, got (3, 2.5)"),
+    "negative LayerNorm eps": ("LayerNorm", (4,), {"eps": -1e-5}, ValueError, "LayerNorm: eps must be in [0.0, inf), got -1e-05"),
+    "string LayerNorm bias": ("LayerNorm", (4,), {"bias": "no"}, TypeError, "LayerNorm: bias must be a bool (True or False), got 'no'"),
+    "string RMSNorm eps": ("RMSNorm", (4,), {"eps": "1e-6"}, TypeError, "RMSNorm: eps must be a real number, got '1e-6'"),
+    "negative RMSNorm eps": ("RMSNorm", (4,), {"eps": -1.0}, ValueError, "RMSNorm: eps must be in [0.0, inf), got -1.0"),
+    "None elementwise_affine": ("RMSNorm", (4,), {"elementwise_affine": None}, TypeError,
+                                "RMSNorm: elementwise_affine must be a bool (True or False), got None"),
+    "zero num_groups": ("GroupNorm", (0, 4), {}, ValueError, "GroupNorm: num_groups must be an int >= 1, got 0"),
+    "zero num_channels": ("GroupNorm", (2, 0), {}, ValueError, "GroupNorm: num_channels must be an int >= 1, got 0"),
+    "indivisible channels": ("GroupNorm", (4, 6), {}, ValueError, "GroupNorm: num_channels (6) must be divisible by num_groups (4)"),
+    "negative GroupNorm eps": ("GroupNorm", (2, 4), {"eps": -1}, ValueError, "GroupNorm: eps must be in [0.0, inf), got -1"),
+    "int affine": ("GroupNorm", (2, 4), {"affine": 1}, TypeError, "GroupNorm: affine must be a bool (True or False), got 1"),
+}
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
+def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
+    cls, args, kwargs, error, message = BAD_ARGUMENTS[what]
+    with pytest.raises(error) as raised:
+        getattr(get_module(tree, MODULE), cls)(*args, **kwargs)
+    assert type(raised.value) is error and str(raised.value) == message
 
 
 @pytest.mark.parametrize("tree", TREES)

@@ -27,15 +27,18 @@ Autograd derives what the NumPy tree writes by hand: with :math:`g = \gamma\odot
 are the references in the tests, never called here.
 
 Defaults follow PyTorch, except RMSNorm's :math:`\varepsilon`: ``torch.nn.RMSNorm(eps=None)``
-uses ``torch.finfo(dtype).eps`` (different in float32 and float64); here it is an explicit
+uses ``torch.finfo(dtype).eps`` (different in float32 and float64); here the default is an explicit
 ``1e-6`` (Keras' ``RMSNormalization`` default), so the model is the same in every dtype.
+``eps=None`` asks for torch's value, the machine epsilon of the module's dtype (its inputs' dtype).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ml100.checks import check_input
+from ml100.checks import check_input, check_range
+from ml100.validate import check_divisible, check_int
+from ml100.validate_args import check_bool, check_normalized_shape
 
 from ..module import Module, torch_dtype
 
@@ -65,11 +68,14 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  dtype="float32"):
         super().__init__(dtype)
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape = check_normalized_shape("LayerNorm", normalized_shape)
+        check_range("LayerNorm", "eps", eps)
         self.eps = eps
         # The trailing axes, counted from the end so any number of leading axes works.
         self.axes = tuple(range(-len(self.normalized_shape), 0))
         dt = torch_dtype(dtype)
+        elementwise_affine = check_bool("LayerNorm", "elementwise_affine", elementwise_affine)
+        bias = check_bool("LayerNorm", "bias", bias)
         self.weight = nn.Parameter(torch.ones(self.normalized_shape, dtype=dt)) if elementwise_affine else None
         self.bias = nn.Parameter(torch.zeros(self.normalized_shape, dtype=dt)) if elementwise_affine and bias else None
 
@@ -88,11 +94,15 @@ class LayerNorm(Module):
 class RMSNorm(Module):
     """``x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` axes; canonical ``weight``."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-6, elementwise_affine: bool = True, dtype="float32"):
+    def __init__(self, normalized_shape, eps: float | None = 1e-6, elementwise_affine: bool = True, dtype="float32"):
         super().__init__(dtype)
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.eps = eps
+        self.normalized_shape = check_normalized_shape("RMSNorm", normalized_shape)
+        if eps is not None:
+            check_range("RMSNorm", "eps", eps)
+        # torch's eps=None: the machine epsilon of the input's dtype, which is the module's here.
+        self.eps = torch.finfo(torch_dtype(dtype)).eps if eps is None else eps
         self.axes = tuple(range(-len(self.normalized_shape), 0))
+        elementwise_affine = check_bool("RMSNorm", "elementwise_affine", elementwise_affine)
         self.weight = nn.Parameter(torch.ones(self.normalized_shape, dtype=torch_dtype(dtype))) if elementwise_affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,9 +121,13 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, dtype="float32"):
         super().__init__(dtype)
-        if num_groups < 1 or num_channels % num_groups != 0:
-            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.num_groups = check_int("GroupNorm", "num_groups", num_groups, 1)
+        # torch builds GroupNorm(G, 0) but cannot run it: at least one channel.
+        self.num_channels = check_int("GroupNorm", "num_channels", num_channels, 1)
+        check_divisible("GroupNorm", "num_channels", num_channels, "num_groups", num_groups)
+        check_range("GroupNorm", "eps", eps)
+        self.eps = eps
+        affine = check_bool("GroupNorm", "affine", affine)
         dt = torch_dtype(dtype)
         self.weight = nn.Parameter(torch.ones((num_channels,), dtype=dt)) if affine else None
         self.bias = nn.Parameter(torch.zeros((num_channels,), dtype=dt)) if affine else None
