@@ -98,6 +98,12 @@ class ReLU(Activation):
         # Slope 0 at x = 0 (torch's choice); NaN takes the identity's slope 1, as in torch.
         return np.where(x <= 0, 0.0, 1.0).astype(x.dtype)
 
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x = self.saved_for_backward()
+        # grad_out times the 0/1 slope, written as a selection: where the slope is 0 the gradient
+        # is 0 even if grad_out is inf or NaN (the product would be NaN), as torch's backward gives.
+        return np.where(self.derivative(x) > 0, grad_out, 0.0)
+
 
 class LeakyReLU(Activation):
     def __init__(self, negative_slope: float = 0.01, dtype="float32"):

@@ -37,6 +37,10 @@ ACTIVATIONS = {
 KERAS_FLOAT32_ONLY = {"GELU", "GELU-tanh"}
 
 
+# TF's ReluGrad and EluGrad give a NaN input another slope than torch (1 for ReLU, NaN for ELU).
+KERAS_SLOPE_AT_NAN = {"ReLU": 0.0, "ELU": 1.3}
+
+
 def build(tree, name, dtype):
     """The activation ``name`` (``"GELU-tanh"`` is ``GELU(approximate="tanh")``) of ``tree``."""
     kwargs = ACTIVATIONS[name][0]
@@ -51,10 +55,13 @@ def activation_case(name, dtype="float64"):
     }
     if dtype == "float64" and name in KERAS_FLOAT32_ONLY:
         del references["keras.activations"]
+    # The special-values pass compares against torch; these references differ there by design.
     excluded = {}
     if name == "ELU":
         excluded["torch.nn.functional"] = ("torch's ELU slope at NaN depends on where the element sits (NaN from the "
                                            "vectorized loop, 1 from the scalar remainder): see TORCH_KERNEL_SPLITS")
+    if name in KERAS_SLOPE_AT_NAN:
+        excluded["keras.activations"] = f"TF's slope at NaN is {KERAS_SLOPE_AT_NAN[name]}: see test_keras_slope_at_nan"
     return Case(
         module=MODULE,
         build=lambda m, dtype, rng: getattr(m, name.split("-")[0])(**kwargs, dtype=dtype),
@@ -96,6 +103,22 @@ def test_keras_leaky_relu_rounds_its_slope_to_float32():
     got = keras.activations.leaky_relu(x, 0.2).numpy()
     np.testing.assert_array_equal(got, np.where(x > 0, x, x * float(np.float32(0.2))))
     assert not np.array_equal(got, np.where(x > 0, x, x * 0.2))
+
+
+@pytest.mark.parametrize("name", KERAS_SLOPE_AT_NAN)
+def test_keras_slope_at_nan(name):
+    """TF's ReLU and ELU gradients test ``x > 0`` / ``x < 0`` their own way: at NaN, ReLU's slope is
+    0 (torch: 1, NaN passes through) and ELU's is alpha (torch: NaN). Why the special-values pass
+    leaves Keras out for these two; the trees follow torch."""
+    import tensorflow as tf
+
+    x = tf.constant(np.full(COPIES, np.nan))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(ACTIVATIONS[name][2](x))
+    keras_slope = tape.gradient(y, x).numpy()
+    np.testing.assert_array_equal(keras_slope, KERAS_SLOPE_AT_NAN[name])
+    assert not np.array_equal(torch_value_and_slope(name, x.numpy())[1], keras_slope, equal_nan=True)
 
 
 def test_keras_gelu_constants_are_float32():
@@ -241,6 +264,49 @@ def test_torch_loses_tails_that_the_trees_keep():
     x.grad = None
     F.elu(x).sum().backward()
     assert x.grad[1] == np.exp(-40.0)
+
+
+#: Where the torch and TF trees are autograd of a formula with two product-rule terms (x·Φ(x),
+#: e/(1+e), …), an infinite gradient from above splits into both and meets inf - inf = NaN where
+#: torch.nn's fused derivative gives ±inf: see test_autograd_of_a_formula_can_meet_inf_minus_inf.
+COMPOSITE_FORMULAS = {"GELU", "GELU-tanh", "SiLU", "Sigmoid", "Softplus"}
+
+
+@pytest.mark.parametrize("from_above", ["nan", "inf"])
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_non_finite_gradients_from_above_as_in_torch(name, from_above):
+    """A NaN or ±inf arriving from above (``grad_out``) gives torch's input gradient: where the
+    slope is exactly 0 — ReLU's flat side — torch *selects* 0 rather than multiplying (inf * 0
+    would be NaN), and so do the trees; elsewhere it is grad_out times the slope. The NumPy tree
+    multiplies by the derivative as torch.nn does, so it matches for ±inf too; the other trees are
+    compared on ±inf except where ``COMPOSITE_FORMULAS`` says why not."""
+    x_values = np.array([-2.0, -0.0, 0.0, 3.0, -np.inf, np.inf, -1e300, 1e300])
+    g_values = np.array([np.nan] if from_above == "nan" else [np.inf, -np.inf])
+    x = np.repeat(np.repeat(x_values, len(g_values))[:, None], COPIES, axis=1)  # (X*G, COPIES)
+    g = np.repeat(np.tile(g_values, len(x_values))[:, None], COPIES, axis=1)  # (X*G, COPIES)
+    xt = torch.tensor(x, requires_grad=True)
+    trees = [tree for tree in TREES if tree == "numpy" or from_above == "nan" or name not in COMPOSITE_FORMULAS]
+    failures = []
+    with np.errstate(all="ignore"):
+        (ACTIVATIONS[name][1](xt) * torch.from_numpy(g)).sum().backward()
+        for tree in trees:
+            result = run_tree(tree, build(tree, name, "float64"), {"x": x}, ("x",), [g])
+            compare_special(f"{name} input gradient", f"{tree} vs torch.nn", result.input_grads["x"], xt.grad.numpy(),
+                            "float64", failures)
+    assert_no_failures(failures, f"{name} with {from_above} gradients from above")
+
+
+def test_autograd_of_a_formula_can_meet_inf_minus_inf():
+    """GELU at x = -2 with an infinite gradient from above: torch.nn's fused backward gives
+    inf * GELU'(-2) = -inf; autograd of x·Φ(x) adds inf·Φ(-2) and inf·(-2)·φ(-2), inf - inf = NaN
+    — in the torch and TF trees alike (the NumPy tree multiplies by the derivative: -inf)."""
+    x, g = np.array([-2.0]), np.array([np.inf])
+    xt = torch.tensor(x, requires_grad=True)
+    (F.gelu(xt) * torch.from_numpy(g)).sum().backward()
+    assert xt.grad.item() == -np.inf
+    got = {tree: run_tree(tree, build(tree, "GELU", "float64"), {"x": x}, ("x",), [g]).input_grads["x"].item()
+           for tree in TREES}
+    assert got["numpy"] == -np.inf and np.isnan(got["torch"]) and np.isnan(got["tf"]), got
 
 
 # --- empty batch, a layer used twice, constructor checks ------------------------------------

@@ -89,6 +89,8 @@ def max_case(name, inputs=None):
         references=references,
         tf_layouts={"x": NHWC},
         tf_output_layouts={0: NHWC},
+        special_excluded_references={"keras.layers": "TF's max pool skips NaN and turns an all -inf window into the "
+                                                     "lowest float: see test_tf_max_pool_skips_nan"},
     )
 
 
@@ -223,6 +225,17 @@ def test_pooling_fuzz_shapes(kh, kw, sh, sw, h, w, ceil_mode, data):
                       references={"torch.nn.functional": torch_reference(
                           lambda x: F.avg_pool2d(x, **kwargs, count_include_pad=include))}, **tf_io),
                  "float64")
+
+
+def test_tf_max_pool_skips_nan():
+    """``tf.nn.max_pool2d`` (so Keras' ``MaxPooling2D``) is no reference for special values: a
+    window holding NaN gives the maximum of the rest (torch: NaN), and a window of -inf gives the
+    lowest finite float (torch: -inf). The trees follow torch."""
+    x = np.array([[np.nan, 1.0, -np.inf, -np.inf], [2.0, 3.0, -np.inf, -np.inf]]).reshape(1, 2, 4, 1)
+    tf_out = tf.nn.max_pool2d(tf.constant(x), 2, 2, "VALID").numpy().ravel()
+    torch_out = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 2).numpy().ravel()
+    np.testing.assert_array_equal(tf_out, [3.0, np.finfo(np.float64).min])
+    np.testing.assert_array_equal(torch_out, [np.nan, -np.inf])
 
 
 def test_keras_same_padding_is_not_symmetric():
