@@ -31,7 +31,9 @@ Special values follow ``torch.nn`` (tested value by value in ``test_activations.
 * NaN in gives NaN out, everywhere. Its slope is what torch's backward gives: 1 for ReLU (the
   zero branch is taken only where ``x <= 0``, which NaN fails), ``negative_slope`` for LeakyReLU
   (the identity branch only where ``x > 0``), NaN for the others.
-* The derivative at exactly 0 of ReLU and LeakyReLU is that of the negative side.
+* The derivative at exactly 0 of ReLU and LeakyReLU is that of the negative side. ReLU's
+  backward *selects* 0 on its flat side instead of multiplying by a slope of 0, so a NaN or inf
+  gradient from above stops there, as in torch (``grad_out * 0`` would be NaN).
 * :math:`\pm\infty` gives the limit where the formula reaches it (ReLU, ELU, sigmoid, tanh,
   softplus) and NaN where torch's formula meets :math:`\infty\cdot 0`: GELU and SiLU at
   :math:`-\infty`, their slopes at :math:`\pm\infty`, and GELU-tanh's slope once :math:`x^3`
