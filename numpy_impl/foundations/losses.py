@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import xlogy
 
+from ml100.validate_args import check_bool, check_positive
+
 from .logistic_regression import REDUCTIONS, BCEWithLogitsLoss, Loss, reduce_loss
 from .softmax_regression import CrossEntropyLoss
 
@@ -66,9 +68,7 @@ class HuberLoss(Loss):
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean", dtype="float32"):
         super().__init__(reduction, dtype)
-        if not delta > 0:
-            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
-        self.delta = delta
+        self.delta = check_positive("HuberLoss", "delta", delta)
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(input, target)
@@ -109,7 +109,7 @@ class KLDivLoss(Loss):
 
     def __init__(self, reduction: str = "batchmean", log_target: bool = False, dtype="float32"):
         super().__init__(reduction, dtype)
-        self.log_target = log_target
+        self.log_target = check_bool("KLDivLoss", "log_target", log_target)
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.check_pair(input, target)

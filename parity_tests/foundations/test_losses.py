@@ -76,6 +76,8 @@ def loss_case(name, reduction):
         inputs=inputs,
         differentiable=("input",),
         references=references,
+        special_excluded_references={"keras.losses": "Keras clips probabilities (BCE, KL) and its reduced loss of an "
+                                                     "empty batch has shape (0,), not a 0-d NaN"},
     )
 
 
@@ -203,7 +205,7 @@ def test_losses_reject_bad_arguments(tree):
     with pytest.raises(ValueError, match="reduction must be one of"):
         m.KLDivLoss(reduction="average")
     assert m.KLDivLoss(reduction="batchmean").reduction == "batchmean"
-    with pytest.raises(ValueError, match="delta must be positive"):
+    with pytest.raises(ValueError, match=r"HuberLoss: delta must be > 0, got 0.0"):
         m.HuberLoss(delta=0.0)
     with pytest.raises(ValueError, match="probabilities in"):
         m.BCELoss()(to(x + 1.0), to(x))
@@ -217,3 +219,26 @@ def test_batchmean_divides_by_the_first_axis_only(tree):
     total = float(np.asarray(m.KLDivLoss(reduction="sum", dtype="float64")(*args)))
     np.testing.assert_allclose(float(np.asarray(m.KLDivLoss(dtype="float64")(*args))), total / N, rtol=1e-15)
     np.testing.assert_allclose(float(np.asarray(m.KLDivLoss(reduction="mean", dtype="float64")(*args))), total / (N * D), rtol=1e-15)
+
+
+#: (class, keyword arguments, exception, message): every tree raises exactly this at construction.
+BAD_ARGUMENTS = {
+    "negative delta": ("HuberLoss", dict(delta=-1.0), ValueError, "HuberLoss: delta must be > 0, got -1.0"),
+    "NaN delta": ("HuberLoss", dict(delta=float("nan")), ValueError, "HuberLoss: delta must be > 0, got nan"),
+    "string delta": ("HuberLoss", dict(delta="1"), TypeError, "HuberLoss: delta must be a real number, got '1'"),
+    "string log_target": ("KLDivLoss", dict(log_target="yes"), TypeError, "KLDivLoss: log_target must be a bool (True or False), got 'yes'"),
+    "unknown reduction": ("MSELoss", dict(reduction="avg"), ValueError, "MSELoss: reduction must be one of ('none', 'mean', 'sum'), got 'avg'"),
+    "CE label_smoothing": ("CrossEntropyLoss", dict(label_smoothing=-0.1), ValueError,
+                           "CrossEntropyLoss: label_smoothing must be in [0, 1], got -0.1"),
+    "BCE pos_weight": ("BCEWithLogitsLoss", dict(pos_weight=[[1.0]]), ValueError,
+                       "BCEWithLogitsLoss: pos_weight must have 1 dimension(s), got shape (1, 1)"),
+}
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
+def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
+    cls, kwargs, error, message = BAD_ARGUMENTS[what]
+    with pytest.raises(error) as raised:
+        getattr(get_module(tree, MODULE), cls)(**kwargs)
+    assert type(raised.value) is error and str(raised.value) == message

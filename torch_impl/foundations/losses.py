@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from ml100.validate_args import check_bool, check_positive
+
 from .logistic_regression import REDUCTIONS, BCEWithLogitsLoss, Loss, reduce_loss
 from .softmax_regression import CrossEntropyLoss
 
@@ -57,9 +59,7 @@ class HuberLoss(Loss):
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean", dtype="float32"):
         super().__init__(reduction, dtype)
-        if not delta > 0:
-            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
-        self.delta = delta
+        self.delta = check_positive("HuberLoss", "delta", delta)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check_pair(input, target)
@@ -90,7 +90,7 @@ class KLDivLoss(Loss):
 
     def __init__(self, reduction: str = "batchmean", log_target: bool = False, dtype="float32"):
         super().__init__(reduction, dtype)
-        self.log_target = log_target
+        self.log_target = check_bool("KLDivLoss", "log_target", log_target)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check_pair(input, target)

@@ -12,17 +12,31 @@ With label smoothing :math:`\varepsilon`, as ``torch.nn.functional.cross_entropy
 ``CategoricalCrossentropy``) define it, :math:`q = (1-\varepsilon)\,\text{onehot}(y) + \varepsilon/C`.
 Autograd derives what the NumPy tree writes by hand, :math:`\partial\ell/\partial z = \operatorname{softmax}(z) - q`.
 The shift :math:`m` is detached: its gradient is zero in exact arithmetic, so it needs none.
+
+PyTorch's options, with its exact semantics. Class ``weight`` :math:`w` (a constant buffer):
+:math:`q_k = (1-\varepsilon)\,w_y\,[k = y] + \tfrac{\varepsilon}{C} w_k`, and ``"mean"`` divides by
+:math:`\sum_i w_{y_i}` instead of the number of targets. A target equal to ``ignore_index``
+(default -100) contributes a term of 0, no gradient, and nothing to the mean's divisor (all
+ignored: 0/0 = NaN, as torch). Targets may also be class *probabilities* shaped like the logits
+(:math:`q = ((1-\varepsilon)\,y + \varepsilon/C)\odot w`; ``"mean"`` divides by the number of
+rows, and ``ignore_index`` is refused). Logits ``(N, C, d1, …)`` with targets ``(N, d1, …)`` give
+one term per position (a sequence ``(N, C, T)``): the class axis is moved last.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ml100.checks import check_input, check_labels
+from ml100.checks import check_input, dtype_name
+from ml100.validate import check_int
+from ml100.validate_args import check_class_targets, check_fraction, check_index, check_rng, check_weight_array
 
-from ..module import Module
+from ..module import Module, torch_dtype
 from .linear import Linear
 from .logistic_regression import Loss
+
+#: torch's default ``ignore_index``: no valid class has it.
+IGNORE_INDEX = -100
 
 
 def log_softmax(x: torch.Tensor) -> torch.Tensor:
@@ -38,23 +52,71 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 
 
 class CrossEntropyLoss(Loss):
-    """Cross-entropy of integer class ``target`` ``(N,)`` given ``logits`` ``(N, C)``, with label smoothing."""
+    """Cross-entropy of ``logits`` ``(N, C, d1, ...)`` given integer classes ``(N, d1, ...)`` or
+    probabilities shaped like the logits; class ``weight``, ``ignore_index``, label smoothing."""
 
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean", dtype="float32"):
+    def __init__(self, weight=None, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
+                 label_smoothing: float = 0.0, dtype="float32"):
         super().__init__(reduction, dtype)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must lie in [0, 1], got {label_smoothing}")
-        self.label_smoothing = label_smoothing
+        self.ignore_index = check_index("CrossEntropyLoss", "ignore_index", ignore_index)
+        self.label_smoothing = check_fraction("CrossEntropyLoss", "label_smoothing", label_smoothing)
+        weight = check_weight_array("CrossEntropyLoss", "weight", weight, self.dtype, ndim=1)
+        # A constant, not a parameter: a buffer, in the state dict only when given (as in torch).
+        self.register_buffer("weight", None if weight is None else torch.from_numpy(weight).to(torch_dtype(dtype)))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_input("CrossEntropyLoss", "logits", logits.shape, logits.dtype, expected_dtype=self.dtype, ndim=2)
-        batch, num_classes = logits.shape
-        check_labels("CrossEntropyLoss", "target", target.detach().cpu().numpy(), num_classes, batch)
-        onehot = (target[:, None] == torch.arange(num_classes, device=target.device)).to(logits.dtype)  # (N, C)
-        target_dist = (1.0 - self.label_smoothing) * onehot + self.label_smoothing / num_classes  # q, (N, C)
-        log_probs = log_softmax(logits)  # (N, C)
-        loss = -(target_dist * log_probs).sum(dim=-1)  # (N,)
-        return self.reduce(loss)
+        check_input("CrossEntropyLoss", "logits", logits.shape, logits.dtype, expected_dtype=self.dtype)
+        if logits.ndim < 2:
+            raise ValueError(f"CrossEntropyLoss: logits must have at least 2 dimensions (N, C, d1, ...), got shape {tuple(logits.shape)}")
+        # One term per position: the class axis (1) goes last, so every sum over classes is over -1.
+        log_probs = log_softmax(logits.movedim(1, -1))  # (N, *d, C)
+        num_classes = log_probs.shape[-1]
+        if self.weight is not None:
+            check_input("CrossEntropyLoss", "weight", self.weight.shape, self.dtype, shape_like=(num_classes,))
+        if target.is_floating_point():
+            loss, kept, divisor = self._probability_targets(target, log_probs, tuple(logits.shape))
+        else:
+            loss, kept, divisor = self._class_targets(target, log_probs)
+        if kept is not None:
+            loss = torch.where(kept, loss, 0.0)  # an ignored target's term is the constant 0: no gradient
+        return self.reduce(loss, divisor=divisor)
+
+    def _class_weight(self, num_classes: int) -> torch.Tensor:
+        """The class weights ``(C,)``: the buffer, or ones without it."""
+        return self.weight if self.weight is not None else torch.ones(num_classes, dtype=torch_dtype(self.dtype))
+
+    def _class_targets(self, target: torch.Tensor, log_probs: torch.Tensor):
+        """``(terms, kept, divisor)`` for integer targets: the terms, the mask of targets not
+        ignored, and the mean's divisor (the sum of their weights)."""
+        num_classes = log_probs.shape[-1]
+        check_class_targets("CrossEntropyLoss", target.detach().cpu().numpy(), num_classes, self.ignore_index)
+        check_input("CrossEntropyLoss", "target", target.shape, target.dtype, shape_like=tuple(log_probs.shape[:-1]))
+        kept = target != self.ignore_index  # (N, *d)
+        # Ignored positions read class 0 (any valid index): their terms are masked out anyway.
+        classes = torch.where(kept, target, 0)  # (N, *d)
+        weight, smoothing = self._class_weight(num_classes), self.label_smoothing  # (C,), ε
+        target_weight = weight[classes]  # (N, *d): w_y
+        # torch's two terms: the target's weighted -log p_y (a gather: 0 * log p of a -inf logit
+        # would be NaN), and, only when smoothing, the weighted -log p of every class.
+        log_p_target = log_probs.gather(-1, classes[..., None])[..., 0]  # (N, *d)
+        loss = -(1.0 - smoothing) * target_weight * log_p_target  # (N, *d)
+        if smoothing:
+            loss = loss - (smoothing / num_classes) * (weight * log_probs).sum(dim=-1)  # (N, *d)
+        return loss, kept, torch.where(kept, target_weight, 0.0).sum()
+
+    def _probability_targets(self, target: torch.Tensor, log_probs: torch.Tensor, logits_shape: tuple):
+        """``(terms, None, None)`` for class probabilities shaped like the logits: smoothed, weighted."""
+        if tuple(target.shape) != logits_shape:
+            raise TypeError(f"CrossEntropyLoss: target must hold integer class indices of shape {logits_shape[:1] + logits_shape[2:]} "
+                            f"or class probabilities of the logits' shape {logits_shape}, got {dtype_name(target.dtype)} "
+                            f"of shape {tuple(target.shape)}")
+        check_input("CrossEntropyLoss", "target", target.shape, target.dtype, expected_dtype=self.dtype)
+        if self.ignore_index != IGNORE_INDEX:
+            raise ValueError("CrossEntropyLoss: ignore_index is not supported with probability targets (as in torch)")
+        num_classes = log_probs.shape[-1]
+        smoothed = (1.0 - self.label_smoothing) * target.movedim(1, -1) + self.label_smoothing / num_classes  # (N, *d, C)
+        target_dist = smoothed * self._class_weight(num_classes)  # (N, *d, C): q
+        return -(target_dist * log_probs).sum(dim=-1), None, None
 
 
 class SoftmaxRegression(Module):
@@ -62,8 +124,9 @@ class SoftmaxRegression(Module):
 
     def __init__(self, in_features: int, num_classes: int, dtype="float32", rng: np.random.Generator | None = None):
         super().__init__(dtype)
-        self.in_features, self.num_classes = in_features, num_classes
-        self.linear = Linear(in_features, num_classes, dtype=dtype, rng=rng)
+        self.in_features = check_int("SoftmaxRegression", "in_features", in_features, 0)
+        self.num_classes = check_int("SoftmaxRegression", "num_classes", num_classes, 1)
+        self.linear = Linear(in_features, num_classes, dtype=dtype, rng=check_rng("SoftmaxRegression", rng))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input("SoftmaxRegression", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=2)
