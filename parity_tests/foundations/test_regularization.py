@@ -187,6 +187,10 @@ def test_dropout_bad_input(tree):
             m.Dropout(p)
     with pytest.raises(TypeError, match="Dropout: p must be a real number"):
         m.Dropout("0.5")
+    # A seed where a generator belongs: refused at construction, not at the first forward.
+    with pytest.raises(TypeError) as raised:
+        m.Dropout(0.5, rng=0)
+    assert str(raised.value) == "Dropout: rng must be a numpy.random.Generator (np.random.default_rng(seed)) or None, got int"
     with pytest.raises(ValueError, match="dropout_mask: p must be in"):
         m.dropout_mask((3,), 1.0, np.random.default_rng(0))
     layer = m.Dropout(0.5, dtype="float32")

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from ml100.checks import check_input, check_range, dtype_name
+from ml100.validate_args import check_rng
 
 from ..module import Module
 
@@ -61,7 +62,7 @@ class Dropout(Module):
         # p = 1 would divide by zero in 1 / (1 - p): rejected, see the module docstring.
         check_range("Dropout", "p", p, 0.0, 1.0)
         self.p = p
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = check_rng("Dropout", rng)
 
     def forward(self, x: tf.Tensor, mask: tf.Tensor | np.ndarray | None = None) -> tf.Tensor:
         check_input("Dropout", "x", x.shape, x.dtype, expected_dtype=self.dtype)
