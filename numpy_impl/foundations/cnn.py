@@ -38,7 +38,9 @@ class Flatten(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input("Flatten", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
         self.save_for_backward(x.shape)
-        return x.reshape(x.shape[0], -1)  # (N, C*H*W)
+        n, c, h, w = x.shape
+        # Sizes spelled out: with an empty batch a -1 would be ambiguous.
+        return x.reshape(n, c * h * w)  # (N, C*H*W)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         shape = self.saved_for_backward()  # (N, C, H, W)

@@ -93,3 +93,33 @@ def test_final_weights_and_evaluation_agree(runs):
         if ra[2][1] != rb[2][1]:
             failures.append(f"test accuracy [{a} vs {b}]: {ra[2][1]} vs {rb[2][1]}")
     assert not failures, "\n".join(failures)
+
+
+def cnn_step_on_a_nan_pixel(tree: str, state, x, y):
+    """One SGD step of the day-17 CNN on a batch with one NaN pixel: the loss and the new weights."""
+    from ml100.configs import CNNConfig
+
+    model = get_module(tree, "foundations.cnn").CNN(CNNConfig(channels=(2, 3), hidden=5), dtype="float64")
+    model.load_canonical_state_dict(state)
+    loss_fn = get_module(tree, "foundations.losses").CrossEntropyLoss(dtype="float64")
+    optimizer = get_module(tree, "foundations.optim").SGD(dict(model.named_parameters()), lr=0.1)
+    trainer = get_module(tree, "foundations.trainer").Trainer(model, loss_fn, optimizer)
+    images = x if tree != "tf" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the TF tree is NHWC
+    return trainer.train_step(images, y), model.canonical_state_dict()
+
+
+def test_a_nan_pixel_gives_a_nan_loss_and_nan_weights_in_every_tree_as_in_torch():
+    """A NaN pixel reaches every logit through ReLU and max pool (torch propagates NaN through both),
+    so the loss is NaN — not a normal-looking number while NaNs are written into the weights."""
+    from ml100.configs import CNNConfig
+
+    numpy_model = get_module("numpy", "foundations.cnn").CNN(CNNConfig(channels=(2, 3), hidden=5), dtype="float64",
+                                                              rng=np.random.default_rng(0))
+    state = numpy_model.canonical_state_dict()
+    x = np.random.default_rng(1).standard_normal((4, 1, 8, 8))  # (N, C, H, W)
+    x[2, 0, 3, 5] = np.nan
+    y = np.array([0, 3, 5, 9])
+    for tree in TREES:
+        loss, after = cnn_step_on_a_nan_pixel(tree, state, x, y)
+        assert np.isnan(loss), f"{tree}: one NaN pixel gave the finite loss {loss}"
+        assert np.isnan(after["fc2.weight"]).all(), f"{tree}: fc2.weight must be NaN after the step, as in torch"

@@ -39,8 +39,10 @@ class Flatten(Module):
 
     def forward(self, x: tf.Tensor) -> tf.Tensor:
         check_input("Flatten", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
+        h, w, c = x.shape[1:]
         x = tf.transpose(x, (0, 3, 1, 2))  # (N, C, H, W)
-        return tf.reshape(x, (tf.shape(x)[0], -1))  # (N, C*H*W)
+        # Sizes spelled out: with an empty batch a -1 would be ambiguous.
+        return tf.reshape(x, (tf.shape(x)[0], c * h * w))  # (N, C*H*W)
 
 
 class CNN(Module):
