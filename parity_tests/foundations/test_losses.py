@@ -209,6 +209,9 @@ def test_losses_reject_bad_arguments(tree):
         m.HuberLoss(delta=0.0)
     with pytest.raises(ValueError, match="probabilities in"):
         m.BCELoss()(to(x + 1.0), to(x))
+    # NaN is not a probability either (torch refuses it too).
+    with pytest.raises(ValueError, match="probabilities in"):
+        m.BCELoss()(to(np.where(x > 0, np.nan, x).astype(np.float32)), to(x))
 
 
 @pytest.mark.parametrize("tree", TREES)

@@ -74,7 +74,8 @@ class BCELoss(Loss):
     def forward(self, input: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         self.check_pair(input, target)
         # Inside tf.function the values are symbolic: only an eager call can check them.
-        if tf.executing_eagerly() and bool(tf.reduce_any((input < 0) | (input > 1))):
+        # Written as 'not inside' so that NaN is refused too, as torch refuses it.
+        if tf.executing_eagerly() and not bool(tf.reduce_all((input >= 0) & (input <= 1))):
             raise ValueError("BCELoss: input must hold probabilities in [0, 1] (use BCEWithLogitsLoss on logits)")
         positive, below_one = input > 0, input < 1
         # The inner where feeds log a harmless 1 where the outer one answers LOG_FLOOR anyway,

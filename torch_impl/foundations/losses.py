@@ -73,7 +73,8 @@ class BCELoss(Loss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check_pair(input, target)
-        if torch.any((input < 0) | (input > 1)):
+        # Written as 'not inside' so that NaN is refused too, as torch refuses it.
+        if not torch.all((input >= 0) & (input <= 1)):
             raise ValueError("BCELoss: input must hold probabilities in [0, 1] (use BCEWithLogitsLoss on logits)")
         positive, below_one = input > 0, input < 1
         # The inner where feeds log a harmless 1 where the outer one answers LOG_FLOOR anyway,
