@@ -81,9 +81,8 @@ class Loss(Module):
         check_input(owner, input_name, input.shape, input.dtype, expected_dtype=self.dtype)
         check_input(owner, "target", target.shape, target.dtype, expected_dtype=self.dtype, shape_like=input.shape)
 
-    def reduce(self, loss: tf.Tensor, *saved, divisor=None) -> tf.Tensor:
-        """Reduce the terms (``"mean"`` over ``divisor`` if given). ``saved`` is what the NumPy tree's
-        backward needs; the tape records its own graph, so nothing is saved here."""
+    def reduce(self, loss: tf.Tensor, divisor=None) -> tf.Tensor:
+        """Reduce the terms (``"mean"`` over ``divisor`` if given); autograd records the graph."""
         return reduce_loss(loss, self.reduction, divisor)
 
 

@@ -80,9 +80,8 @@ class Loss(Module):
         check_input(owner, input_name, input.shape, input.dtype, expected_dtype=self.dtype)
         check_input(owner, "target", target.shape, target.dtype, expected_dtype=self.dtype, shape_like=input.shape)
 
-    def reduce(self, loss: torch.Tensor, *saved, divisor=None) -> torch.Tensor:
-        """Reduce the terms (``"mean"`` over ``divisor`` if given). ``saved`` is what the NumPy tree's
-        backward needs; autograd records its own graph, so nothing is saved here."""
+    def reduce(self, loss: torch.Tensor, divisor=None) -> torch.Tensor:
+        """Reduce the terms (``"mean"`` over ``divisor`` if given); autograd records the graph."""
         return reduce_loss(loss, self.reduction, divisor)
 
 
