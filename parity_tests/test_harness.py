@@ -11,8 +11,10 @@ import tensorflow as tf
 import torch
 
 from ml100.backends import BACKENDS, get_module
-from parity_tests.harness import (TREES, Case, Result, Trajectory, check_parity, check_trajectory, compare_results,
-                                  gradcheck_numpy, torch_functional_reference, torch_module_reference)
+from parity_tests.harness import (SPECIAL_PASSES, TREES, Case, Result, Trajectory, check_parity, check_trajectory,
+                                  compare_results, compare_special, gradcheck_numpy, torch_functional_reference,
+                                  torch_module_reference)
+from parity_tests.harness.special import with_special_values
 
 WIDTH, N = 4, 3
 TREE_OF_PACKAGE = {package: tree for tree, package in BACKENDS.items()}
@@ -248,3 +250,125 @@ def test_trajectory_names_a_missing_array():
 
     with pytest.raises(AssertionError, match=r"step 1 \[numpy vs torch\]: names differ \['count'\]"):
         check_trajectory(decay_trajectory(drop), "float64", "decay")
+
+
+# --- The special-values pass and the empty batch ---------------------------------------------------
+
+def nan_to_zero(outputs):
+    """The ReLU-written-as-where bug: NaN comes out as 0."""
+    output, (h_n, c_n), lengths = outputs
+    return output, (tf.where(tf.math.is_nan(h_n), tf.zeros_like(h_n), h_n), c_n), lengths
+
+
+def test_special_values_catch_nan_turned_into_zero():
+    planted = step_case({"tf": nan_to_zero})
+    check_parity(planted, "float32")  # no NaN in ordinary inputs: the bug is invisible there
+    with pytest.raises(AssertionError, match=r"special values of module \(float64\).*\n.*nan in sample 0 and at one element "
+                                             r"of the last: output h_n \[torch reference vs tf\]: NaN at \d+ vs 0 position"):
+        check_parity(planted, "float64")
+
+
+def test_special_values_catch_the_wrong_sign_of_inf():
+    def flip_infinities(outputs):
+        output, (h_n, c_n), lengths = outputs
+        return output, (h_n, np.where(np.isinf(c_n), -c_n, c_n)), lengths
+
+    with pytest.raises(AssertionError, match=r"-inf in sample 0, \+inf at one element of the last: output c_n "
+                                             r"\[torch reference vs numpy\]: \+inf at .* first difference at \(0,\): "
+                                             r"np.float64\(-inf\) vs np.float64\(inf\)"):
+        check_parity(step_case({"numpy": flip_infinities}), "float64")
+
+
+def test_special_values_catch_an_overflow_at_extreme_magnitudes():
+    def overflow(outputs):
+        output, (h_n, c_n), lengths = outputs
+        return torch.where(output.abs() > 1e50, torch.full_like(output, torch.inf), output), (h_n, c_n), lengths
+
+    with pytest.raises(AssertionError, match=r"inputs times 1e\+100, -0.0 and \+0.0 at two elements of the last sample: "
+                                             r"output output \[torch reference vs torch\]: \+inf at 0 vs \d+ position"):
+        check_parity(step_case({"torch": overflow}), "float64")
+
+
+def test_special_values_catch_a_gradient_that_drops_nan(monkeypatch):
+    backward = NumpyStep.backward
+
+    def drops_nan(self, *cotangents):
+        g_x, g_h0 = backward(self, *cotangents)
+        return np.nan_to_num(g_x, nan=0.0), g_h0
+
+    monkeypatch.setattr(NumpyStep, "backward", drops_nan)
+    with pytest.raises(AssertionError, match=r"nan in sample 0 .*: grad of input x \[torch reference vs numpy\]: NaN at"):
+        check_parity(step_case(), "float64")
+
+
+def test_raising_is_an_outcome_all_must_share():
+    def refuse_nan(outputs):
+        if torch.isnan(outputs[0]).any():
+            raise ValueError("x must be finite")
+        return outputs
+
+    with pytest.raises(AssertionError, match=r"nan in sample 0 .*: numpy, tf, torch reference ran but torch raised "
+                                             r"ValueError: x must be finite"):
+        check_parity(step_case({"torch": refuse_nan}), "float64")
+
+
+def test_empty_batch_catches_a_tree_that_crashes():
+    def crash_on_empty(outputs):
+        if len(outputs[2]) == 0:
+            raise IndexError("no rows")
+        return outputs
+
+    with pytest.raises(AssertionError, match=r"empty batch: torch, tf, torch reference ran but numpy raised IndexError: no rows"):
+        check_parity(step_case({"numpy": crash_on_empty}), "float64")
+
+
+def test_empty_batch_leaves_out_a_reference_that_refuses_it():
+    def refusing_reference(state, inputs, cotangents, dtype):
+        if len(inputs["ids"]) == 0:
+            raise RuntimeError("stack expects a non-empty TensorList")
+        return torch_module_reference(lambda dtype: TorchStep(dtype), ("x", "h0"))(state, inputs, cotangents, dtype)
+
+    case = step_case()
+    case.references = {"per-row reference": refusing_reference}
+    check_parity(case, "float64")
+
+
+def test_opt_outs_are_explicit_and_honoured():
+    planted = step_case({"tf": nan_to_zero}, special_opt_out="written reason: the test covers special values itself")
+    check_parity(planted, "float64")
+    # A reference left out of the pass is not run there; the trees are still compared to each other.
+    reference_only = step_case(special_excluded_references={"torch reference": "written reason"})
+    check_parity(reference_only, "float64")
+    with pytest.raises(AssertionError, match=r"output h_n \[numpy vs tf\]: NaN at"):
+        check_parity(step_case({"tf": nan_to_zero}, special_excluded_references={"torch reference": "written reason"}), "float64")
+
+
+def test_special_inputs_keep_integers_and_finite_inputs_untouched():
+    case = step_case(special_finite_inputs={"h0": "finite by contract (written reason)"})
+    inputs = case.inputs("float64", np.random.default_rng(0))
+    nan_pass, inf_pass, huge_pass = SPECIAL_PASSES
+    special = with_special_values(case, inputs, nan_pass)
+    np.testing.assert_array_equal(special["ids"], inputs["ids"])
+    np.testing.assert_array_equal(special["h0"], inputs["h0"])
+    assert np.all(np.isnan(special["x"][0])) and np.isnan(special["x"][-1]).sum() == 1 and np.all(np.isfinite(special["x"][1]))
+    special = with_special_values(case, inputs, inf_pass)
+    assert np.all(special["x"][0] == -np.inf) and np.sum(special["x"][-1] == np.inf) == 1
+    special = with_special_values(case, inputs, huge_pass)
+    assert np.sum(special["x"][-1] == 0) == 2 and np.sum(np.signbit(special["x"][-1]) & (special["x"][-1] == 0)) == 1
+    np.testing.assert_array_equal(special["x"][0], inputs["x"][0] * 1e100)
+    # The same elements every run.
+    np.testing.assert_array_equal(with_special_values(case, inputs, nan_pass)["x"], with_special_values(case, inputs, nan_pass)["x"])
+
+
+def test_compare_special_patterns_and_values():
+    a = np.array([np.nan, np.inf, -np.inf, 1.0, 0.0])
+    failures = []
+    compare_special("t", "a vs b", a, a.copy(), "float64", failures)
+    compare_special("t", "a vs b", a, np.array([np.nan, np.inf, -np.inf, 1.0, -0.0]), "float64", failures)
+    assert failures == [], "equal patterns, equal values, zeros of either sign"
+    compare_special("t", "a vs b", a, np.array([0.0, np.inf, -np.inf, 1.0, 0.0]), "float64", failures)
+    compare_special("t", "a vs b", a, np.array([np.nan, -np.inf, -np.inf, 1.0, 0.0]), "float64", failures)
+    compare_special("t", "a vs b", a, np.array([np.nan, np.inf, -np.inf, 1.0 + 1e-6, 0.0]), "float64", failures)
+    assert [f.split(":")[1].strip() for f in failures] == ["NaN at 1 vs 0 position(s); first difference at (0,)",
+                                                           "+inf at 1 vs 0 position(s); first difference at (1,)",
+                                                           "max abs err 1.000e-06, max rel err 1.000e-06 > 1e-09"]

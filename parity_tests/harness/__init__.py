@@ -7,6 +7,7 @@
   ``gradcheck_numpy``;
 - :mod:`.trajectory` — N-step processes compared after every step (``check_trajectory``);
 - :mod:`.layouts` — NCHW <-> NHWC and each tree's tensor type, once;
+- :mod:`.special` — the special-values pass and the empty batch, run by ``check_parity``;
 - :mod:`.references` — reference runners per phase (``references.foundations``).
 """
 from .case import (TREES, Case, build_model, build_models, random_weights, run_all_trees, run_one_tree, run_reference,
@@ -19,6 +20,7 @@ from .protocol import FD_STEP, FD_TOLERANCE, check_parity, gradcheck_numpy
 from .references import (keras_dense_reference, tf_functional_reference, torch_functional_reference, torch_linear_reference,
                          torch_module_reference)
 from .runners import Result, flatten, run_numpy, run_tf, run_torch, run_tree, tf_layout_call
+from .special import SPECIAL_PASSES, SpecialPass, check_special_values
 from .trajectory import Trajectory, check_trajectory, gradient_descent_curves
 
 __all__ = [
@@ -32,5 +34,6 @@ __all__ = [
     "keras_dense_reference", "tf_functional_reference", "torch_functional_reference", "torch_linear_reference",
     "torch_module_reference",
     "Result", "flatten", "run_numpy", "run_tf", "run_torch", "run_tree", "tf_layout_call",
+    "SPECIAL_PASSES", "SpecialPass", "check_special_values",
     "Trajectory", "check_trajectory", "gradient_descent_curves",
 ]

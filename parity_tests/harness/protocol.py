@@ -9,6 +9,7 @@
    floating-point output;
 4. compares every output, the gradient of every differentiable input and of every parameter, by
    canonical name, for every pair of trees (and against the case's references);
+5. in float64, runs the special-values pass and the empty batch (:mod:`.special`).
 
 A forward-only case (``Case.forward_only``: NMS, BPE, mAP, integer quantization) stops after the
 forward: integer outputs are compared exactly (dtype and values), float outputs by tolerance.
@@ -28,6 +29,7 @@ from .case import (Case, build_model, build_models, probe_cotangents, random_wei
                    share_weights)
 from .compare import assert_no_failures, compare_results, is_float, max_errors
 from .runners import Result, flatten, run_numpy
+from .special import check_special_values
 
 #: Central finite differences in float64: step and relative agreement with the analytic gradient.
 FD_STEP = 1e-6
@@ -46,6 +48,8 @@ def check_parity(case: Case, dtype: str) -> dict[str, Result]:
     for name in case.references:
         results[name] = run_reference(case, name, state, inputs, cotangents, dtype)
     assert_no_failures(compare_results(results, dtype), f"parity of {case.module} ({dtype})")
+    if dtype == "float64" and not case.forward_only:
+        check_special_values(case, models, state, inputs, cotangents)
     return results
 
 
