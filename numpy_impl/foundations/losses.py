@@ -60,7 +60,8 @@ class L1Loss(Loss):
         return self.reduce(np.abs(diff), diff)
 
     def derivative(self, diff: np.ndarray) -> np.ndarray:
-        return np.sign(diff)
+        # sign(d), with torch's slope 0 where d is NaN (np.sign would give NaN there).
+        return np.where(diff > 0, 1.0, np.where(diff < 0, -1.0, 0.0)).astype(diff.dtype)
 
 
 class HuberLoss(Loss):
@@ -74,7 +75,11 @@ class HuberLoss(Loss):
         self.check_pair(input, target)
         diff = input - target
         abs_diff = np.abs(diff)
-        return self.reduce(np.where(abs_diff < self.delta, 0.5 * diff**2, self.delta * (abs_diff - 0.5 * self.delta)), diff)
+        # Written "not beyond delta" so that NaN counts as quadratic: its NaN slope reaches the
+        # gradient, as in torch; the quadratic branch sees 0 beyond delta, so an inf stays out of it.
+        quadratic = ~(abs_diff >= self.delta)
+        inner = np.where(quadratic, diff, 0.0)
+        return self.reduce(np.where(quadratic, 0.5 * inner**2, self.delta * (abs_diff - 0.5 * self.delta)), diff)
 
     def derivative(self, diff: np.ndarray) -> np.ndarray:
         return np.clip(diff, -self.delta, self.delta)

@@ -51,7 +51,12 @@ class L1Loss(Loss):
 
     def forward(self, input: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         self.check_pair(input, target)
-        return self.reduce(tf.abs(input - target))
+        diff = input - target
+        # |d| = s d with the sign s held constant: its slope is s, taken 0 where d is NaN as torch's
+        # abs does (tf.abs's own gradient is sign(d), NaN there).
+        one = tf.ones_like(diff)
+        sign = tf.stop_gradient(tf.where(diff > 0, one, tf.where(diff < 0, -one, tf.zeros_like(diff))))
+        return self.reduce(sign * diff)
 
 
 class HuberLoss(Loss):
@@ -65,7 +70,12 @@ class HuberLoss(Loss):
         self.check_pair(input, target)
         diff = input - target
         abs_diff = tf.abs(diff)
-        return self.reduce(tf.where(abs_diff < self.delta, 0.5 * diff**2, self.delta * (abs_diff - 0.5 * self.delta)))
+        # Written "not beyond delta" so that NaN counts as quadratic: its NaN slope reaches the
+        # gradient, as in torch; the quadratic branch sees 0 beyond delta, so an inf there cannot
+        # turn into inf * 0 = NaN in the gradient of the branch that where discards.
+        quadratic = ~(abs_diff >= self.delta)
+        inner = tf.where(quadratic, diff, tf.zeros_like(diff))
+        return self.reduce(tf.where(quadratic, 0.5 * inner**2, self.delta * (abs_diff - 0.5 * self.delta)))
 
 
 class BCELoss(Loss):

@@ -65,7 +65,12 @@ class HuberLoss(Loss):
         self.check_pair(input, target)
         diff = input - target
         abs_diff = torch.abs(diff)
-        return self.reduce(torch.where(abs_diff < self.delta, 0.5 * diff**2, self.delta * (abs_diff - 0.5 * self.delta)))
+        # Written "not beyond delta" so that NaN counts as quadratic: its NaN slope reaches the
+        # gradient, as in torch; the quadratic branch sees 0 beyond delta, so an inf there cannot
+        # turn into inf * 0 = NaN in the gradient of the branch that where discards.
+        quadratic = ~(abs_diff >= self.delta)
+        inner = torch.where(quadratic, diff, torch.zeros_like(diff))
+        return self.reduce(torch.where(quadratic, 0.5 * inner**2, self.delta * (abs_diff - 0.5 * self.delta)))
 
 
 class BCELoss(Loss):
