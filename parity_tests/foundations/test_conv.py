@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from ml100.validate import conv_geometry, conv_padding
-from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, assert_no_failures, build_models, check_parity,
-                                  compare_results, compare_special, gradcheck_numpy, random_weights, run_all_trees,
-                                  run_reference, run_tf, run_torch)
+from parity_tests.harness import (NCHW_TO_NHWC, NHWC_TO_NCHW, TOLERANCES, TREES, Case, assert_no_failures, build_models,
+                                  check_parity, compare_results, compare_special, gradcheck_numpy, nchw_to_nhwc, nhwc_to_nchw,
+                                  random_weights, run_all_trees, run_reference, run_tf, run_torch, to_tree)
 
 MODULE = "foundations.conv"
 
@@ -65,7 +65,7 @@ def tf_conv2d_reference(config):
         bias = tf.Variable(state["bias"])
         def call(x):
             y = tf.nn.conv2d(tf.transpose(x, NCHW_TO_NHWC), kernel, strides=s, padding=padding, dilations=d) + bias
-            return tf.transpose(y, (0, 3, 1, 2))
+            return tf.transpose(y, NHWC_TO_NCHW)
         to_canonical = lambda grads: {"weight": np.transpose(grads["weight"].numpy(), (3, 2, 0, 1)), "bias": grads["bias"].numpy()}
         return run_tf(call, inputs, ("x",), cotangents, {"weight": kernel, "bias": bias}, to_canonical)
 
@@ -132,7 +132,7 @@ def test_same_padding_is_tf_asymmetric_at_stride_2():
     x = np.random.default_rng(1).standard_normal((1, 2, 6, 6))
     ours = layer(x)
     kernel = np.transpose(layer.params["weight"], (2, 3, 1, 0))
-    tf_same = tf.nn.conv2d(np.transpose(x, NCHW_TO_NHWC), kernel, 2, "SAME").numpy().transpose(0, 3, 1, 2) + layer.params["bias"][:, None, None]
+    tf_same = nhwc_to_nchw(tf.nn.conv2d(nchw_to_nhwc(x), kernel, 2, "SAME")) + layer.params["bias"][:, None, None]
     torch_pad1 = F.conv2d(torch.from_numpy(x), torch.from_numpy(layer.params["weight"]), torch.from_numpy(layer.params["bias"]), stride=2, padding=1).numpy()
     np.testing.assert_allclose(ours, tf_same, rtol=1e-12, atol=1e-12)
     assert ours.shape == torch_pad1.shape and not np.allclose(ours, torch_pad1)
@@ -142,7 +142,7 @@ def test_same_padding_is_tf_asymmetric_at_stride_2():
 def test_conv_bad_input(tree):
     conv = get_module(tree, MODULE)
     layer = conv.Conv2d(3, 4, 3, dtype="float64")
-    native = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}[tree]
+    native = lambda array: to_tree(tree, array)
     wrong_channels = (2, 5, 5, 2) if tree == "tf" else (2, 2, 5, 5)
     with pytest.raises(ValueError, match="Conv2d: x must have 3 channels"):
         layer(native(np.zeros(wrong_channels)))

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from ml100.validate import adaptive_bins, pool_geometry
-from parity_tests.harness import (TOLERANCES, TREES, Case, assert_no_failures, check_parity, compare_results, compare_special,
-                                  gradcheck_numpy, run_all_trees, run_reference, run_tf, run_torch, torch_functional_reference)
+from parity_tests.harness import (NCHW_TO_NHWC, NHWC_TO_NCHW, TOLERANCES, TREES, Case, assert_no_failures, check_parity,
+                                  compare_results, compare_special, gradcheck_numpy, nchw_to_nhwc, nhwc_to_nchw, run_all_trees,
+                                  run_reference, run_tf, to_tree, torch_functional_reference)
 
-NHWC = (0, 2, 3, 1)
 MODULE = "foundations.pooling"
 
 # name -> (constructor kwargs, input shape (N, C, H, W))
@@ -48,7 +48,7 @@ MAX_CONFIGS = {
 
 
 def to_nhwc(x):
-    return tf.transpose(x, NHWC)
+    return tf.transpose(x, NCHW_TO_NHWC)
 
 
 def keras_valid(layer_cls, kwargs):
@@ -60,12 +60,8 @@ def keras_valid(layer_cls, kwargs):
 
     def run(state, inputs, cot, dtype):
         layer = layer_cls(pool_size=kwargs["kernel_size"], strides=kwargs.get("stride"), padding="valid", dtype=dtype)
-        return run_tf(lambda x: tf.transpose(layer(to_nhwc(x)), (0, 3, 1, 2)), inputs, ("x",), cot, {}, lambda g: {})
+        return run_tf(lambda x: tf.transpose(layer(to_nhwc(x)), NHWC_TO_NCHW), inputs, ("x",), cot, {}, lambda g: {})
     return run
-
-
-def torch_reference(fn):
-    return lambda state, inputs, cot, dtype: run_torch(fn, inputs, ("x",), cot, params={})
 
 
 def distinct_inputs(shape):
@@ -79,7 +75,7 @@ def distinct_inputs(shape):
 
 def max_case(name, inputs=None):
     kwargs, shape = MAX_CONFIGS[name]
-    references = {"torch.nn.functional": torch_reference(lambda x: F.max_pool2d(x, **kwargs))}
+    references = {"torch.nn.functional": torch_functional_reference(lambda x: F.max_pool2d(x, **kwargs))}
     if (keras_run := keras_valid(keras.layers.MaxPooling2D, kwargs)) is not None:
         references["keras.layers"] = keras_run
     return Case(
@@ -87,8 +83,8 @@ def max_case(name, inputs=None):
         build=lambda m, dtype, rng: m.MaxPool2d(**kwargs, dtype=dtype),
         inputs=inputs or distinct_inputs(shape),
         references=references,
-        tf_layouts={"x": NHWC},
-        tf_output_layouts={0: NHWC},
+        tf_layouts={"x": NCHW_TO_NHWC},
+        tf_output_layouts={0: NCHW_TO_NHWC},
         special_excluded_references={"keras.layers": "TF's max pool skips NaN and turns an all -inf window into the "
                                                      "lowest float: see test_tf_max_pool_skips_nan"},
     )
@@ -96,7 +92,7 @@ def max_case(name, inputs=None):
 
 def avg_case(name, count_include_pad=True):
     kwargs, shape = CONFIGS[name]
-    references = {"torch.nn.functional": torch_reference(
+    references = {"torch.nn.functional": torch_functional_reference(
         lambda x: F.avg_pool2d(x, **kwargs, count_include_pad=count_include_pad))}
     if (keras_run := keras_valid(keras.layers.AveragePooling2D, kwargs)) is not None:
         references["keras.layers"] = keras_run
@@ -105,8 +101,8 @@ def avg_case(name, count_include_pad=True):
         build=lambda m, dtype, rng: m.AvgPool2d(**kwargs, count_include_pad=count_include_pad, dtype=dtype),
         inputs=lambda dtype, rng: {"x": rng.standard_normal(shape).astype(dtype)},
         references=references,
-        tf_layouts={"x": NHWC},
-        tf_output_layouts={0: NHWC},
+        tf_layouts={"x": NCHW_TO_NHWC},
+        tf_output_layouts={0: NCHW_TO_NHWC},
     )
 
 
@@ -117,11 +113,11 @@ def global_case():
         build=lambda m, dtype, rng: m.GlobalAvgPool2d(dtype=dtype),
         inputs=lambda dtype, rng: {"x": rng.standard_normal(shape).astype(dtype)},
         references={
-            "torch": torch_reference(lambda x: F.adaptive_avg_pool2d(x, 1)[:, :, 0, 0]),
+            "torch": torch_functional_reference(lambda x: F.adaptive_avg_pool2d(x, 1)[:, :, 0, 0]),
             "keras.layers": lambda state, inputs, cot, dtype: run_tf(
                 lambda x: keras.layers.GlobalAveragePooling2D(dtype=dtype)(to_nhwc(x)), inputs, ("x",), cot, {}, lambda g: {}),
         },
-        tf_layouts={"x": NHWC},
+        tf_layouts={"x": NCHW_TO_NHWC},
     )
 
 
@@ -189,12 +185,12 @@ def test_tf_max_pool2d_gradient_also_takes_the_first_max(name):
     g = np.random.default_rng(8).standard_normal(F.max_pool2d(torch.from_numpy(x), k, s, p).shape)
     xt = torch.tensor(x, requires_grad=True)
     (F.max_pool2d(xt, k, s, p) * torch.from_numpy(g)).sum().backward()
-    xf = tf.constant(x.transpose(NHWC))
+    xf = tf.constant(nchw_to_nhwc(x))
     with tf.GradientTape() as tape:
         tape.watch(xf)
         y = tf.nn.max_pool2d(xf, k, s, [[0, 0], [p[0], p[0]], [p[1], p[1]], [0, 0]])
-        loss = tf.reduce_sum(y * g.transpose(NHWC))
-    np.testing.assert_array_equal(tape.gradient(loss, xf).numpy().transpose(0, 3, 1, 2), xt.grad.numpy())
+        loss = tf.reduce_sum(y * nchw_to_nhwc(g))
+    np.testing.assert_array_equal(nhwc_to_nchw(tape.gradient(loss, xf)), xt.grad.numpy())
     # And reduce_max splits: a window of four equal values gives each a quarter.
     ones = tf.ones((4,), tf.float64)
     with tf.GradientTape() as tape:
@@ -213,16 +209,16 @@ def test_pooling_fuzz_shapes(kh, kw, sh, sw, h, w, ceil_mode, data):
     ph, pw = data.draw(st.integers(0, kh // 2)), data.draw(st.integers(0, kw // 2))
     kwargs = {"kernel_size": (kh, kw), "stride": (sh, sw), "padding": (ph, pw)}
     shape = (2, 2, h, w)
-    tf_io = {"tf_layouts": {"x": NHWC}, "tf_output_layouts": {0: NHWC}}
+    tf_io = {"tf_layouts": {"x": NCHW_TO_NHWC}, "tf_output_layouts": {0: NCHW_TO_NHWC}}
     check_parity(Case(module=MODULE, build=lambda m, dtype, rng: m.MaxPool2d(**kwargs, ceil_mode=ceil_mode, dtype=dtype),
                       inputs=tie_inputs(shape),
-                      references={"torch.nn.functional": torch_reference(
+                      references={"torch.nn.functional": torch_functional_reference(
                           lambda x: F.max_pool2d(x, **kwargs, ceil_mode=ceil_mode))}, **tf_io),
                  "float64")
     include = data.draw(st.booleans())
     check_parity(Case(module=MODULE, build=lambda m, dtype, rng: m.AvgPool2d(**kwargs, count_include_pad=include, dtype=dtype),
                       inputs=lambda dtype, rng: {"x": rng.standard_normal(shape).astype(dtype)},
-                      references={"torch.nn.functional": torch_reference(
+                      references={"torch.nn.functional": torch_functional_reference(
                           lambda x: F.avg_pool2d(x, **kwargs, count_include_pad=include))}, **tf_io),
                  "float64")
 
@@ -233,7 +229,7 @@ def test_tf_max_pool_skips_nan():
     lowest finite float (torch: -inf). The trees follow torch."""
     x = np.array([[np.nan, 1.0, -np.inf, -np.inf], [2.0, 3.0, -np.inf, -np.inf]]).reshape(1, 2, 4, 1)
     tf_out = tf.nn.max_pool2d(tf.constant(x), 2, 2, "VALID").numpy().ravel()
-    torch_out = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 2).numpy().ravel()
+    torch_out = F.max_pool2d(torch.from_numpy(nhwc_to_nchw(x)), 2).numpy().ravel()
     np.testing.assert_array_equal(tf_out, [3.0, np.finfo(np.float64).min])
     np.testing.assert_array_equal(torch_out, [np.nan, -np.inf])
 
@@ -245,7 +241,7 @@ def test_keras_same_padding_is_not_symmetric():
     (no top pad), torch's padding=1 gives windows starting at -1: different results."""
     x = np.arange(25, dtype=np.float64).reshape(1, 5, 5, 1)
     same = keras.layers.MaxPooling2D(2, 2, padding="same")(x).numpy()[0, :, :, 0]
-    torch_p1 = F.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 2, 2, 1).numpy()[0, 0]
+    torch_p1 = F.max_pool2d(torch.from_numpy(nhwc_to_nchw(x)), 2, 2, 1).numpy()[0, 0]
     np.testing.assert_array_equal(same, [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
     np.testing.assert_array_equal(torch_p1, [[0, 2, 4], [10, 12, 14], [20, 22, 24]])
 
@@ -260,25 +256,17 @@ def test_keras_pooling_layers_compute_in_float32_by_default():
     assert keras.layers.AveragePooling2D(2, dtype="float64")(x).numpy().item() == 0.1
 
 
-def call_tree(tree, layer, x):
-    if tree == "numpy":
-        return layer(x)
-    if tree == "torch":
-        return layer(torch.from_numpy(x))
-    return layer(tf.constant(x))
-
-
 @pytest.mark.parametrize("tree", ["numpy", "torch", "tf"])
 def test_bad_input_is_rejected(tree):
     m = get_module(tree, MODULE)
     x = np.zeros((1, 2, 4, 4))
     for layer in (m.MaxPool2d(2, dtype="float64"), m.AvgPool2d(2, dtype="float64"), m.GlobalAvgPool2d(dtype="float64")):
         with pytest.raises(ValueError, match="must have 4 dimensions"):
-            call_tree(tree, layer, x[0])
+            layer(to_tree(tree, x[0]))
         with pytest.raises(TypeError, match="must have dtype float64"):
-            call_tree(tree, layer, x.astype(np.float32))
+            layer(to_tree(tree, x.astype(np.float32)))
     with pytest.raises(ValueError, match="smaller than the kernel"):
-        call_tree(tree, m.MaxPool2d(5, dtype="float64"), x)
+        m.MaxPool2d(5, dtype="float64")(to_tree(tree, x))
     for cls in (m.MaxPool2d, m.AvgPool2d):
         with pytest.raises(ValueError, match="at most half the kernel"):
             cls(3, padding=2)
@@ -314,15 +302,15 @@ def adaptive_case(name, inputs=None):
     # Keras' layer has torch's bins, but no None ("keep this axis").
     if None not in np.atleast_1d(output_size):
         references["keras.layers"] = lambda state, inputs, cot, dtype: run_tf(
-            lambda x: tf.transpose(keras.layers.AdaptiveAveragePooling2D(output_size, dtype=dtype)(to_nhwc(x)), (0, 3, 1, 2)),
+            lambda x: tf.transpose(keras.layers.AdaptiveAveragePooling2D(output_size, dtype=dtype)(to_nhwc(x)), NHWC_TO_NCHW),
             inputs, ("x",), cot, {}, lambda g: {})
     return Case(
         module=MODULE,
         build=lambda m, dtype, rng: m.AdaptiveAvgPool2d(output_size, dtype=dtype),
         inputs=inputs or (lambda dtype, rng: {"x": rng.standard_normal(shape).astype(dtype)}),
         references=references,
-        tf_layouts={"x": NHWC},
-        tf_output_layouts={0: NHWC},
+        tf_layouts={"x": NCHW_TO_NHWC},
+        tf_output_layouts={0: NCHW_TO_NHWC},
     )
 
 
@@ -354,7 +342,7 @@ def test_adaptive_avg_pool_fuzz(h, w, out_h, out_w):
                       inputs=lambda dtype, rng: {"x": rng.standard_normal((2, 2, h, w)).astype(dtype)},
                       references={"torch.nn.functional": torch_functional_reference(
                           lambda x: F.adaptive_avg_pool2d(x, (out_h, out_w)))},
-                      tf_layouts={"x": NHWC}, tf_output_layouts={0: NHWC}),
+                      tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={0: NCHW_TO_NHWC}),
                  "float64")
 
 
@@ -440,7 +428,7 @@ def test_empty_image_is_refused_as_torch_does(tree):
     for layer in (m.MaxPool2d(1, dtype="float64"), m.AvgPool2d(1, dtype="float64"), m.GlobalAvgPool2d(dtype="float64"),
                   m.AdaptiveAvgPool2d(2, dtype="float64")):
         with pytest.raises(ValueError, match=r"the spatial size must be at least 1x1, got \(0, 4\)"):
-            call_tree(tree, layer, x)
+            layer(to_tree(tree, x))
     with pytest.raises(RuntimeError):
         F.max_pool2d(torch.zeros(2, 3, 0, 4), 1)
 
