@@ -11,9 +11,7 @@ import torch.nn.functional as F
 from ml100.backends import get_module
 from ml100.data import batch_indices, load_digits_split
 from ml100.weights import load_weights, save_weights
-from parity_tests.harness import TOLERANCES, compare_tensors, max_errors
-
-TREES = ("numpy", "torch", "tf")
+from parity_tests.harness import TOLERANCES, TREES, compare_tensors, max_errors, nchw_to_nhwc
 HIDDEN, LR, BATCH, STEPS = (32,), 1e-2, 32, 100
 
 
@@ -104,7 +102,7 @@ def cnn_step_on_a_nan_pixel(tree: str, state, x, y):
     loss_fn = get_module(tree, "foundations.losses").CrossEntropyLoss(dtype="float64")
     optimizer = get_module(tree, "foundations.optim").SGD(dict(model.named_parameters()), lr=0.1)
     trainer = get_module(tree, "foundations.trainer").Trainer(model, loss_fn, optimizer)
-    images = x if tree != "tf" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the TF tree is NHWC
+    images = nchw_to_nhwc(x) if tree == "tf" else x  # the TF tree is NHWC
     return trainer.train_step(images, y), model.canonical_state_dict()
 
 
