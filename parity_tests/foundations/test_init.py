@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import TOLERANCES, max_errors
+from parity_tests.harness import TOLERANCES, TREES, max_errors
 
-TREES = ("numpy", "torch", "tf")
 SHAPE = (256, 384)  # canonical (out, in): 98,304 draws
 FAN_IN, FAN_OUT = 384, 256
 # The sample variance of n i.i.d. draws has relative standard error sqrt(2/n) (normal) or
