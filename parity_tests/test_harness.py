@@ -14,7 +14,7 @@ from ml100.backends import BACKENDS, get_module
 from parity_tests.harness import (SPECIAL_PASSES, TREES, Case, Result, Trajectory, check_parity, check_trajectory,
                                   compare_results, compare_special, gradcheck_numpy, torch_functional_reference,
                                   torch_module_reference)
-from parity_tests.harness.special import with_special_values
+from parity_tests.harness.special import empty_batch, with_special_values
 
 WIDTH, N = 4, 3
 TREE_OF_PACKAGE = {package: tree for tree, package in BACKENDS.items()}
@@ -372,3 +372,16 @@ def test_compare_special_patterns_and_values():
     assert [f.split(":")[1].strip() for f in failures] == ["NaN at 1 vs 0 position(s); first difference at (0,)",
                                                            "+inf at 1 vs 0 position(s); first difference at (1,)",
                                                            "max abs err 1.000e-06, max rel err 1.000e-06 > 1e-09"]
+
+
+def test_empty_batch_follows_each_inputs_batch_axis():
+    case = step_case(batch_axes={"h0": 1, "ids": None})
+    inputs = case.inputs("float64", np.random.default_rng(0))
+    empty = empty_batch(case, inputs)
+    assert empty["x"].shape == (0, WIDTH) and empty["h0"].shape == (N, 0) and empty["ids"].shape == (N,)
+    assert empty["ids"].dtype == np.int64 and empty["x"].dtype == np.float64
+
+
+def test_output_layouts_by_name_or_index():
+    case = step_case(tf_output_layouts={"h_n": (1, 0), 0: (1, 0)})
+    assert case.output_layouts() == {1: (1, 0), 0: (1, 0)}
