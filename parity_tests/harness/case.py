@@ -141,7 +141,7 @@ def run_reference(case: Case, name: str, state: dict, inputs: dict, cotangents, 
     return name_outputs(case, case.references[name](state, inputs, cotangents, dtype), name)
 
 
-def probe_cotangents(case: Case, model, inputs: dict, dtype: str, rng: np.random.Generator) -> list[np.ndarray]:
+def probe_cotangents(model, inputs: dict, dtype: str, rng: np.random.Generator) -> list[np.ndarray]:
     """One standard-normal cotangent per float output of a no-grad NumPy forward (no cache kept)."""
     with get_module("numpy", "module").no_grad():
         outputs = flatten(model.forward(*inputs.values()))

@@ -43,7 +43,7 @@ def check_parity(case: Case, dtype: str) -> dict[str, Result]:
         state = share_weights(models, case, Path(tmp))
     rng = np.random.default_rng(case.seed + 2)
     inputs = case.inputs(dtype, rng)
-    cotangents = None if case.forward_only else probe_cotangents(case, models["numpy"], inputs, dtype, rng)
+    cotangents = None if case.forward_only else probe_cotangents(models["numpy"], inputs, dtype, rng)
     results = run_all_trees(case, dtype, inputs, cotangents, models)
     for name in case.references:
         results[name] = run_reference(case, name, state, inputs, cotangents, dtype)
@@ -64,7 +64,7 @@ def gradcheck_numpy(case: Case) -> None:
     rng = np.random.default_rng(case.seed + 1)
     model.load_canonical_state_dict(random_weights(model.canonical_state_dict(), rng, case.weights))
     inputs = case.inputs(dtype, np.random.default_rng(case.seed + 2))
-    cotangents = probe_cotangents(case, model, inputs, dtype, rng)
+    cotangents = probe_cotangents(model, inputs, dtype, rng)
     analytic = run_numpy(model, inputs, case.differentiable, cotangents)
 
     def loss() -> float:
