@@ -7,6 +7,10 @@ and weights, the best of ``--repeats``, printed as ratios to torch's own ``F.con
 the NumPy tree (im2col + one GEMM per group, col2im by k*k strided adds), the torch tree
 (``F.unfold`` + matmul, autograd), the TF tree under ``tf.function`` (``extract_patches`` + matmul),
 and ``tf.nn.conv2d`` under ``tf.function``. Goal: NumPy <= 2x torch.
+
+The line "numpy GEMMs alone" is the floor of the NumPy tree's method: its three matrix products
+(forward ``W @ cols``, weight gradient ``G_y @ cols^T``, input gradient ``W_flipped @ cols(G_y)``) on
+ready-made operands of the same shapes, without im2col, padding or anything else around them.
 """
 from __future__ import annotations
 
@@ -32,6 +36,22 @@ def best_seconds(fn, repeats: int) -> float:
     return min(times)
 
 
+def gemm_floor(n: int, c: int, s: int, rng: np.random.Generator):
+    """The NumPy tree's three products for a 3x3, stride-1, C -> C conv on (N, C, s, s), operands ready."""
+    k, p = 9 * c, s * s
+    weight = rng.standard_normal((1, c, k)).astype(np.float32)  # (G, O, C*9): also the flipped kernel's shape
+    cols = rng.standard_normal((n, 1, k, p)).astype(np.float32)  # (N, G, C*9, H*W): also cols of G_y
+    cols_t = np.ascontiguousarray(cols.transpose(0, 1, 3, 2))  # (N, G, H*W, C*9)
+    grad_rows = rng.standard_normal((n, 1, c, p)).astype(np.float32)  # (N, G, O, H*W)
+
+    def gemms():
+        weight @ cols  # forward
+        (grad_rows @ cols_t).sum(axis=0)  # weight gradient
+        weight @ cols  # input gradient: the flipped kernel times the columns of G_y
+
+    return gemms
+
+
 def main(argv=None) -> None:
     parser = OneLineErrorParser(__doc__)
     parser.add_argument("--batch", type=positive_int, default=32)
@@ -53,6 +73,8 @@ def main(argv=None) -> None:
     def numpy_step():
         layers["numpy"].forward(x)
         layers["numpy"].backward(grad_out)
+
+    numpy_gemms = gemm_floor(n, c, s, rng)
 
     x_t, g_t = torch.from_numpy(x).requires_grad_(), torch.from_numpy(grad_out)
     weight_t = torch.from_numpy(layers["numpy"].params["weight"]).requires_grad_()
@@ -81,7 +103,8 @@ def main(argv=None) -> None:
             y = tf.nn.conv2d(x_tf, tf_layer.kernel, 1, "SAME") + tf_layer.bias
         return tape.gradient(y, [x_tf, tf_layer.kernel, tf_layer.bias], output_gradients=g_tf)
 
-    steps = {"torch F.conv2d": torch_native_step, "numpy tree": numpy_step, "torch tree": torch_tree_step,
+    steps = {"torch F.conv2d": torch_native_step, "numpy tree": numpy_step, "numpy GEMMs alone": numpy_gemms,
+             "torch tree": torch_tree_step,
              "tf tree (tf.function)": tf_tree_step, "tf.nn.conv2d (tf.function)": tf_native_step}
     print(f"Conv2d forward+backward, N={n}, C={c}->{c}, {s}x{s}, 3x3, padding 1, float32 "
           f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; torch threads {torch.get_num_threads()})")
