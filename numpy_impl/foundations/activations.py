@@ -46,8 +46,7 @@ import math
 import numpy as np
 from scipy.special import erfc
 
-from ml100.checks import check_input
-from ml100.validate import check_choice, check_real
+from ml100.checks import check_choice, check_input, check_real
 
 from ..module import Module
 

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml100.checks import check_input, check_range
-from ml100.validate import check_int
-from ml100.validate_args import check_bool, check_fraction
+from ml100.checks import check_bool, check_fraction, check_input, check_int, check_range
 
 from ..module import Module
 

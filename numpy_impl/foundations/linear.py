@@ -18,9 +18,7 @@ import math
 
 import numpy as np
 
-from ml100.checks import check_input
-from ml100.validate import check_int
-from ml100.validate_args import check_bool, check_rng
+from ml100.checks import check_bool, check_input, check_int, check_rng
 
 from ..module import Module
 from . import init

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import xlogy
 
-from ml100.validate_args import check_bool, check_positive
+from ml100.checks import check_bool, check_positive
 
 from .logistic_regression import REDUCTIONS, BCEWithLogitsLoss, Loss, reduce_loss
 from .softmax_regression import CrossEntropyLoss

@@ -47,7 +47,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ml100.checks import check_input
-from ml100.validate import adaptive_bins, check_output_size, check_spatial_size, pool_geometry, pool_output_size
+from ml100.geometry import adaptive_bins, check_output_size, check_spatial_size, pool_geometry, pool_output_size
 
 from ..module import Module
 
@@ -107,7 +107,7 @@ def winner_mask(windows: np.ndarray, real: np.ndarray) -> np.ndarray:
 
 def bin_mean(x: np.ndarray, axis: int, index: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
     """The mean of each adaptive bin along ``axis`` (``index``, ``valid``, ``count`` from
-    ``ml100.validate.adaptive_bins``): that axis of length L becomes one of length ``out``."""
+    ``ml100.geometry.adaptive_bins``): that axis of length L becomes one of length ``out``."""
     trailing = (1,) * (x.ndim - axis - 1)
     gathered = np.take(x, index, axis=axis)  # (..., out, K, ...)
     # `where`, not a product with the mask: an inf or NaN outside a bin must not reach it (0 * inf is NaN).

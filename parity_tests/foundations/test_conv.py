@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml100.backends import get_module
-from ml100.validate import conv_geometry, conv_padding
+from ml100.geometry import conv_geometry, conv_padding
 from parity_tests.harness import (NCHW_TO_NHWC, NHWC_TO_NCHW, TOLERANCES, TREES, Case, assert_no_failures, build_models,
                                   check_parity, compare_results, compare_special, gradcheck_numpy, nchw_to_nhwc, nhwc_to_nchw,
                                   random_weights, run_all_trees, run_reference, run_tf, run_torch, to_tree)

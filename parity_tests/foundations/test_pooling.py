@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml100.backends import get_module
-from ml100.validate import adaptive_bins, pool_geometry
+from ml100.geometry import adaptive_bins, pool_geometry
 from parity_tests.harness import (NCHW_TO_NHWC, NHWC_TO_NCHW, TOLERANCES, TREES, Case, assert_no_failures, check_parity,
                                   compare_results, compare_special, gradcheck_numpy, nchw_to_nhwc, nhwc_to_nchw, run_all_trees,
                                   run_reference, run_tf, to_tree, torch_functional_reference)

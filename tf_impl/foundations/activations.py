@@ -25,8 +25,7 @@ import math
 
 import tensorflow as tf
 
-from ml100.checks import check_input
-from ml100.validate import check_choice, check_real
+from ml100.checks import check_choice, check_input, check_real
 
 from ..module import Module
 

@@ -17,9 +17,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input
-from ml100.validate import check_int
-from ml100.validate_args import check_bool, check_rng
+from ml100.checks import check_bool, check_input, check_int, check_rng
 
 from ..module import TRANSPOSED, Module, tf_dtype
 from . import init

@@ -34,9 +34,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input
-from ml100.validate import check_int
-from ml100.validate_args import check_rng, check_trailing_shape, check_weight_array
+from ml100.checks import check_input, check_int, check_rng, check_trailing_shape, check_weight_array
 
 from ..module import Module
 from .activations import sigmoid, softplus

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ml100.validate_args import check_bool, check_positive
+from ml100.checks import check_bool, check_positive
 
 from .logistic_regression import REDUCTIONS, BCEWithLogitsLoss, Loss, reduce_loss
 from .softmax_regression import CrossEntropyLoss

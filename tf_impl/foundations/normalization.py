@@ -37,9 +37,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input, check_range
-from ml100.validate import check_divisible, check_int
-from ml100.validate_args import check_bool, check_normalized_shape
+from ml100.checks import check_bool, check_divisible, check_input, check_int, check_normalized_shape, check_range
 
 from ..module import Module
 

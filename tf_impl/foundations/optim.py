@@ -74,8 +74,7 @@ from collections.abc import Mapping
 
 import tensorflow as tf
 
-from ml100.checks import check_input, check_range, dtype_name
-from ml100.validate_args import check_bool, check_fraction
+from ml100.checks import check_bool, check_fraction, check_input, check_range, dtype_name
 
 
 class Optimizer:

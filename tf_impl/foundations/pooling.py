@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from ml100.checks import check_input
-from ml100.validate import adaptive_bins, check_output_size, check_spatial_size, pool_geometry, pool_output_size
+from ml100.geometry import adaptive_bins, check_output_size, check_spatial_size, pool_geometry, pool_output_size
 
 from ..module import Module, tf_dtype
 
@@ -87,7 +87,7 @@ def winner_mask(windows: tf.Tensor, real: tf.Tensor) -> tf.Tensor:
 
 def bin_mean(x: tf.Tensor, axis: int, index: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tf.Tensor:
     """The mean of each adaptive bin along ``axis`` (``index``, ``valid``, ``count`` from
-    ``ml100.validate.adaptive_bins``): that axis of length L becomes one of length ``out``."""
+    ``ml100.geometry.adaptive_bins``): that axis of length L becomes one of length ``out``."""
     trailing = (1,) * (x.shape.rank - axis - 1)
     gathered = tf.gather(x, index, axis=axis)  # (..., out, K, ...)
     # `where`, not a product with the mask: an inf or NaN outside a bin must not reach it (0 * inf is NaN).

@@ -35,8 +35,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input, check_range, dtype_name
-from ml100.validate_args import check_rng
+from ml100.checks import check_input, check_range, check_rng, dtype_name
 
 from ..module import Module
 

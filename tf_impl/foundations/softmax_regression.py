@@ -29,9 +29,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input, dtype_name
-from ml100.validate import check_int
-from ml100.validate_args import check_class_targets, check_fraction, check_index, check_rng, check_weight_array
+from ml100.checks import check_class_targets, check_fraction, check_index, check_input, check_int, check_rng, check_weight_array, dtype_name
 
 from ..module import Module, tf_dtype
 from .linear import Linear

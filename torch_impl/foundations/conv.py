@@ -25,7 +25,7 @@ which PyTorch's symmetric ``padding=1`` is not. ``"valid"`` means no padding.
 Layout: NCHW images and OIHW (canonical, PyTorch) weights.
 
 The padding geometry (``conv_padding``, ``conv_output_size``) and the constructor's checks live
-once in ``ml100.validate``: channels >= 1 and divisible by ``groups``; kernel, stride and dilation
+once in ``ml100.geometry``: channels >= 1 and divisible by ``groups``; kernel, stride and dilation
 >= 1; padding an int or pair >= 0, ``"same"`` or ``"valid"`` — one message per rule in every tree.
 Special values follow ``F.conv2d``: a NaN or ±inf pixel reaches exactly the outputs whose windows
 hold it (NaN where +inf and -inf terms meet) and the weight gradients that multiply it. An
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml100.checks import check_input
-from ml100.validate import conv_geometry, conv_output_size, conv_padding
+from ml100.geometry import conv_geometry, conv_output_size, conv_padding
 
 from ..module import Module
 from . import init

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ml100.checks import check_input
-from ml100.validate import adaptive_bins, check_output_size, check_spatial_size, pool_geometry, pool_output_size
+from ml100.geometry import adaptive_bins, check_output_size, check_spatial_size, pool_geometry, pool_output_size
 
 from ..module import Module, torch_dtype
 
@@ -77,7 +77,7 @@ def winner_mask(windows: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 def bin_mean(x: torch.Tensor, axis: int, index: np.ndarray, valid: np.ndarray, count: np.ndarray) -> torch.Tensor:
     """The mean of each adaptive bin along ``axis`` (``index``, ``valid``, ``count`` from
-    ``ml100.validate.adaptive_bins``): that axis of length L becomes one of length ``out``."""
+    ``ml100.geometry.adaptive_bins``): that axis of length L becomes one of length ``out``."""
     trailing = (1,) * (x.ndim - axis - 1)
     gathered = x[(slice(None),) * axis + (torch.from_numpy(index),)]  # (..., out, K, ...)
     # `where`, not a product with the mask: an inf or NaN outside a bin must not reach it (0 * inf is NaN).

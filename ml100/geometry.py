@@ -1,9 +1,8 @@
-"""Constructor checks and the layer geometry they guard, written once for the three trees.
+"""The geometry of convolution and pooling, written once for the three trees.
 
-Every rule has one message, generated here, so a bad argument reads the same whichever backend
-runs: the owner (the class), the argument, what was expected, what arrived. The geometry of
-convolution and pooling (padding, output sizes, adaptive bins) is plain integer arithmetic on
-shapes, so it lives here too rather than in three identical copies.
+Padding, output sizes and adaptive bins are plain integer arithmetic on shapes, so they live here
+rather than in three identical copies; the constructors' geometry arguments are checked here too,
+with the single-value rules (and messages) of :mod:`ml100.checks`.
 
 Rules follow PyTorch's where it has one (pooling padding at most half the kernel, ``ceil_mode``'s
 last window, adaptive bins); the conv padding ``"same"`` is TensorFlow's (any stride, the odd
@@ -12,55 +11,13 @@ pixel after the image), documented on day 15.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import numpy as np
 
+from .checks import is_int, check_divisible, check_int, pair
+
 #: Conv padding keywords; anything else is an int or a (height, width) pair, applied symmetrically.
 PADDING_MODES = ("same", "valid")
-
-
-# --- single values -----------------------------------------------
-
-def _is_int(value) -> bool:
-    # bool is an Integral too, but True as a kernel size is a bug, not a 1.
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def check_int(owner: str, name: str, value, low: int) -> int:
-    """An int (Python or NumPy) with ``value >= low``, returned as a Python int."""
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_real(owner: str, name: str, value) -> float:
-    """A finite real number (not a bool), returned as a float: a slope or scale of an activation."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
-    return float(value)
-
-
-def check_choice(owner: str, name: str, value, choices: tuple) -> None:
-    """``value`` must be one of ``choices`` (a string option such as GELU's ``approximate``)."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
-
-
-def check_divisible(owner: str, name: str, value: int, by_name: str, by: int) -> None:
-    """``value`` must be a multiple of ``by`` (channels split into groups)."""
-    if value % by:
-        raise ValueError(f"{owner}: {name} ({value}) must be divisible by {by_name} ({by})")
-
-
-def pair(owner: str, name: str, value, low: int) -> tuple[int, int]:
-    """An int or a pair of ints, each ``>= low`` -> ``(height, width)``."""
-    values = (value, value) if _is_int(value) else value
-    if not isinstance(values, (tuple, list)) or len(values) != 2 or not all(_is_int(v) and v >= low for v in values):
-        raise ValueError(f"{owner}: {name} must be an int >= {low} or a pair of them, got {value!r}")
-    return int(values[0]), int(values[1])
 
 
 # --- convolution -------------------------------------------------
@@ -142,9 +99,9 @@ def pool_output_size(owner: str, size: tuple[int, int], kernel, stride, padding,
 
 def check_output_size(owner: str, output_size) -> tuple[int | None, int | None]:
     """An adaptive pool's target: an int >= 1, or a pair of (int >= 1 or ``None`` = keep that axis)."""
-    values = (output_size, output_size) if _is_int(output_size) else output_size
+    values = (output_size, output_size) if is_int(output_size) else output_size
     if (not isinstance(values, (tuple, list)) or len(values) != 2
-            or not all(v is None or (_is_int(v) and v >= 1) for v in values)):
+            or not all(v is None or (is_int(v) and v >= 1) for v in values)):
         raise ValueError(f"{owner}: output_size must be an int >= 1 or a pair of them (None keeps that axis), got {output_size!r}")
     return tuple(None if v is None else int(v) for v in values)
 
