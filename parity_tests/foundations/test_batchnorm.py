@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, Trajectory, assert_no_failures, check_parity, check_trajectory,
-                                  compare_tensors, gradcheck_numpy, random_weights, run_tf, tf_layout_call, to_canonical,
-                                  to_native, torch_module_reference)
+from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, Trajectory, assert_no_failures, assert_raises_exactly,
+                                  check_parity, check_trajectory, compare_tensors, gradcheck_numpy, random_weights,
+                                  run_tf, tf_layout_call, to_canonical, to_native, torch_module_reference)
 
 MODULE = "foundations.batchnorm"
 C = 3
@@ -317,9 +317,7 @@ def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
     """Before: ``BatchNorm2d(-3)`` raised three different exception types across the trees and
     ``eps=-1`` gave an all-NaN output silently; now one message, at construction."""
     cls, args, kwargs, error, message = BAD_ARGUMENTS[what]
-    with pytest.raises(error) as raised:
-        getattr(get_module(tree, MODULE), cls)(*args, **kwargs)
-    assert type(raised.value) is error and str(raised.value) == message
+    assert_raises_exactly(error, message, lambda: getattr(get_module(tree, MODULE), cls)(*args, **kwargs))
 
 
 BAD_INPUTS = {

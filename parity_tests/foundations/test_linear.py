@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml100.backends import get_module
-from parity_tests.harness import TREES, Case, check_parity, gradcheck_numpy, keras_dense_reference, torch_linear_reference
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
+                                  keras_dense_reference, torch_linear_reference)
 
 IN, OUT = 5, 3
 
@@ -84,6 +85,4 @@ BAD_ARGUMENTS = {
 @pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
 def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
     args, kwargs, error, message = BAD_ARGUMENTS[what]
-    with pytest.raises(error) as raised:
-        get_module(tree, "foundations.linear").Linear(*args, **kwargs)
-    assert type(raised.value) is error and str(raised.value) == message
+    assert_raises_exactly(error, message, lambda: get_module(tree, "foundations.linear").Linear(*args, **kwargs))

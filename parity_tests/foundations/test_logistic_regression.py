@@ -7,10 +7,9 @@ import tensorflow as tf
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (
-    Case, TREES, check_parity, gradcheck_numpy, gradient_descent_curves, keras_dense_reference,
-    run_all_trees, run_tf, run_torch, to_tree, torch_linear_reference, torch_module_reference
-)
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
+                                  gradient_descent_curves, keras_dense_reference, run_all_trees, run_tf, run_torch,
+                                  to_tree, torch_linear_reference, torch_module_reference)
 
 MODULE = "foundations.logistic_regression"
 IN, N, D = 5, 6, 3
@@ -329,6 +328,4 @@ BAD_ARGUMENTS = {
 @pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
 def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
     cls, args, kwargs, error, message = BAD_ARGUMENTS[what]
-    with pytest.raises(error) as raised:
-        getattr(get_module(tree, MODULE), cls)(*args, **kwargs)
-    assert type(raised.value) is error and str(raised.value) == message
+    assert_raises_exactly(error, message, lambda: getattr(get_module(tree, MODULE), cls)(*args, **kwargs))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (TOLERANCES, TREES, Case, channels_last, check_parity, gradcheck_numpy, max_errors, run_tf,
-                                  tf_layout_call, to_tree, torch_module_reference)
+from parity_tests.harness import (TOLERANCES, TREES, Case, assert_raises_exactly, channels_last, check_parity,
+                                  gradcheck_numpy, max_errors, run_tf, tf_layout_call, to_tree, torch_module_reference)
 
 MODULE = "foundations.normalization"
 # Epsilons that differ from every framework default, so a forgotten argument shows up as a mismatch.
@@ -238,9 +238,7 @@ BAD_ARGUMENTS = {
 @pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
 def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
     cls, args, kwargs, error, message = BAD_ARGUMENTS[what]
-    with pytest.raises(error) as raised:
-        getattr(get_module(tree, MODULE), cls)(*args, **kwargs)
-    assert type(raised.value) is error and str(raised.value) == message
+    assert_raises_exactly(error, message, lambda: getattr(get_module(tree, MODULE), cls)(*args, **kwargs))
 
 
 @pytest.mark.parametrize("tree", TREES)

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from ml100.backends import get_module
-from parity_tests.harness import (
-    Case, TREES, assert_no_failures, check_parity, compare_results, compare_tensors,
-    gradcheck_numpy, gradient_descent_curves, keras_dense_reference, run_all_trees, run_tf,
-    run_torch, tf_functional_reference, to_tree, torch_linear_reference, torch_module_reference
-)
+from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
+                                  compare_tensors, gradcheck_numpy, gradient_descent_curves, keras_dense_reference,
+                                  run_all_trees, run_tf, run_torch, tf_functional_reference, to_tree,
+                                  torch_linear_reference, torch_module_reference)
 
 MODULE = "foundations.softmax_regression"
 IN, N, C = 5, 6, 4
@@ -387,9 +386,7 @@ BAD_CE_ARGUMENTS = {
 @pytest.mark.parametrize("what", list(BAD_CE_ARGUMENTS))
 def test_bad_cross_entropy_arguments_raise_one_clear_error(what, tree):
     kwargs, error, message = BAD_CE_ARGUMENTS[what]
-    with pytest.raises(error) as raised:
-        get_module(tree, MODULE).CrossEntropyLoss(**kwargs)
-    assert type(raised.value) is error and str(raised.value) == message
+    assert_raises_exactly(error, message, lambda: get_module(tree, MODULE).CrossEntropyLoss(**kwargs))
 
 
 BAD_MODEL_ARGUMENTS = {
@@ -403,6 +400,4 @@ BAD_MODEL_ARGUMENTS = {
 @pytest.mark.parametrize("what", list(BAD_MODEL_ARGUMENTS))
 def test_bad_model_arguments_raise_one_clear_error(what, tree):
     args, error, message = BAD_MODEL_ARGUMENTS[what]
-    with pytest.raises(error) as raised:
-        get_module(tree, MODULE).SoftmaxRegression(*args)
-    assert type(raised.value) is error and str(raised.value) == message
+    assert_raises_exactly(error, message, lambda: get_module(tree, MODULE).SoftmaxRegression(*args))

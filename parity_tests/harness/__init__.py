@@ -12,7 +12,7 @@
 """
 from .case import (TREES, Case, build_model, build_models, random_weights, run_all_trees, run_one_tree, run_reference,
                    share_weights)
-from .compare import (TOLERANCES, assert_no_failures, compare_exact, compare_results, compare_special, compare_tensors,
+from .compare import (TOLERANCES, assert_no_failures, assert_raises_exactly, compare_exact, compare_results, compare_special, compare_tensors,
                       is_float, max_errors)
 from .layouts import (NCHW_TO_NHWC, NHWC_TO_NCHW, channels_first, channels_last, nchw_to_nhwc, nhwc_to_nchw, to_canonical,
                       to_native, to_tree)
@@ -26,7 +26,7 @@ from .trajectory import Trajectory, check_trajectory, gradient_descent_curves
 __all__ = [
     "TREES", "Case", "build_model", "build_models", "random_weights", "run_all_trees", "run_one_tree", "run_reference",
     "share_weights",
-    "TOLERANCES", "assert_no_failures", "compare_exact", "compare_results", "compare_special", "compare_tensors", "is_float",
+    "TOLERANCES", "assert_no_failures", "assert_raises_exactly", "compare_exact", "compare_results", "compare_special", "compare_tensors", "is_float",
     "max_errors",
     "NCHW_TO_NHWC", "NHWC_TO_NCHW", "channels_first", "channels_last", "nchw_to_nhwc", "nhwc_to_nchw", "to_canonical",
     "to_native", "to_tree",

@@ -110,3 +110,15 @@ def compare_results(results: dict, dtype: str, compare=compare_tensors) -> list[
 def assert_no_failures(failures: list[str], what: str) -> None:
     if failures:
         raise AssertionError(f"{what}: {len(failures)} mismatch(es)\n  " + "\n  ".join(failures))
+
+
+def assert_raises_exactly(error: type, message: str, call) -> None:
+    """``call()`` raises exactly ``error`` (not a subclass) with exactly ``message``: how every tree
+    reports one bad argument with one text."""
+    try:
+        call()
+    except Exception as raised:  # noqa: BLE001 - any other exception is the failure reported below
+        if type(raised) is error and str(raised) == message:
+            return
+        raise AssertionError(f"expected {error.__name__}({message!r}), got {type(raised).__name__}({str(raised)!r})") from raised
+    raise AssertionError(f"expected {error.__name__}({message!r}), nothing was raised")
