@@ -248,3 +248,108 @@ def check_trailing_shape(owner: str, name: str, shape, input_shape) -> None:
     if len(shape) > len(input_shape) or input_shape[len(input_shape) - len(shape):] != shape:
         raise ValueError(f"{owner}: {name} must have the shape of the input's trailing axes (a suffix of {input_shape}), "
                          f"got {shape}")
+
+
+def check_unsupported(owner: str, name: str, value, supported, why: str) -> None:
+    """An argument the reference accepts but this project does not implement (an RNN's
+    ``dropout`` between layers, an LSTM's ``proj_size``): refused unless it equals ``supported``,
+    with the reason, rather than silently ignored."""
+    if value != supported:
+        raise ValueError(f"{owner}: {name}={value!r} is not supported (only {supported!r}): {why}")
+
+
+def check_attention_inputs(owner: str, dtype: str, embed_dim: int, kdim: int, query, value, key=None,
+                           query_mask=None, value_mask=None) -> None:
+    """Seq2seq attention's inputs (any framework's tensors; only ``.shape`` and ``.dtype`` are read):
+    ``query (N, Tq, embed_dim)``, ``value (N, Tv, Dv)``, ``key (N, Tv, kdim)`` (``None``: the value
+    is the key, so ``Dv`` must be ``kdim``), boolean masks ``query_mask (N, Tq)``, ``value_mask (N, Tv)``."""
+    check_input(owner, "query", query.shape, query.dtype, expected_dtype=dtype, ndim=3, last_dim=embed_dim)
+    batch, query_len = int(query.shape[0]), int(query.shape[1])
+    check_input(owner, "value", value.shape, value.dtype, expected_dtype=dtype, ndim=3)
+    check_input(owner, "value", value.shape, value.dtype, shape_like=(batch, *value.shape[1:]))
+    value_len = int(value.shape[1])
+    if key is None:
+        check_input(owner, "value (used as the key)", value.shape, value.dtype, last_dim=kdim)
+    else:
+        check_input(owner, "key", key.shape, key.dtype, expected_dtype=dtype, shape_like=(batch, value_len, kdim))
+    for name, mask, length in (("query_mask", query_mask, query_len), ("value_mask", value_mask, value_len)):
+        if mask is not None:
+            check_input(owner, name, mask.shape, mask.dtype, expected_dtype="bool", shape_like=(batch, length))
+
+
+# --- gradient clipping (day 23): the same rules and texts in every tree --------------------------
+
+
+def check_norm_type(owner: str, value) -> float:
+    """A p-norm order: a real ``p > 0``, ``inf``, or the string ``'inf'`` (torch's spelling), as a float.
+    torch also takes 0 (a count of non-zeros) and negative orders, which measure no size to clip."""
+    if isinstance(value, str) and value == "inf":
+        return math.inf
+    _check_real(owner, "norm_type", value)
+    if not value > 0:
+        raise ValueError(f"{owner}: norm_type must be a real number > 0, inf or 'inf', got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(owner: str, name: str, value) -> float:
+    """A real number ``>= 0`` (``inf`` allowed, NaN not): a clipping threshold. torch accepts a negative
+    ``max_norm`` and flips every gradient's sign; a negative ``clip_value`` clamps everything to it."""
+    _check_real(owner, name, value)
+    if not value >= 0:
+        raise ValueError(f"{owner}: {name} must be a real number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_gradient_dict(owner: str, grads, expected: type, type_name: str) -> dict:
+    """``{name: gradient}`` without its ``None`` entries (torch skips a parameter whose ``.grad`` is
+    None); every gradient a ``type_name`` of one float dtype (torch promotes mixed dtypes; refused here)."""
+    if not isinstance(grads, dict):
+        raise TypeError(f"{owner}: grads must be a dict {{canonical name: gradient}}, got {type(grads).__name__}")
+    present = {name: g for name, g in grads.items() if g is not None}
+    for name, g in present.items():
+        if not isinstance(g, expected):
+            raise TypeError(f"{owner}: grads[{name!r}] must be a {type_name}, got {type(g).__name__}")
+    dtypes = sorted({dtype_name(g.dtype) for g in present.values()})
+    if len(dtypes) > 1 or not set(dtypes) <= set(FLOAT_DTYPES):
+        raise TypeError(f"{owner}: the gradients must share one dtype among {FLOAT_DTYPES}, got {dtypes}")
+    return present
+
+
+def check_inf_norm_sizes(owner: str, norm_type: float, sizes: dict) -> None:
+    """The inf norm of an empty gradient is undefined (a max over nothing): torch raises, so do we."""
+    empty = [name for name, size in sizes.items() if size == 0]
+    if norm_type == math.inf and empty:
+        raise RuntimeError(f"{owner}: cannot compute the inf norm of the empty gradient(s) {empty}: "
+                           "a max over no elements has no value")
+
+
+def nonfinite_norm_message(owner: str, norm_type: float) -> str:
+    """torch's text for ``error_if_nonfinite=True`` on a NaN or inf total norm."""
+    return (f"{owner}: the total norm of order {norm_type} of the gradients is non-finite, so it cannot be clipped. "
+            "To scale the gradients by the non-finite norm anyway, set error_if_nonfinite=False")
+
+
+def check_finite_norm(owner: str, norm_type: float, total: float) -> None:
+    """``error_if_nonfinite=True``: a NaN or inf total norm raises torch's ``RuntimeError``."""
+    if not math.isfinite(total):
+        raise RuntimeError(nonfinite_norm_message(owner, norm_type))
+
+
+def check_padding_idx(owner: str, padding_idx, num_embeddings: int) -> int | None:
+    """``None``, or an int in ``[-num_embeddings, num_embeddings)`` (torch's rule), returned
+    normalized to a row index: a negative one counts from the end, ``num_embeddings + padding_idx``."""
+    if padding_idx is None:
+        return None
+    if not is_int(padding_idx) or not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(f"{owner}: padding_idx must be None or an int in [{-num_embeddings}, {num_embeddings}), "
+                         f"got {padding_idx!r}")
+    return int(padding_idx) % num_embeddings
+
+
+def check_ids(owner: str, name: str, ids, size: int) -> None:
+    """Row indices (token ids) into a table of ``size`` rows: every value in ``[0, size)``.
+    ``ids`` is any CPU array the trees hold (NumPy, torch, eager TF); its dtype is checked by the caller."""
+    values = np.asarray(ids)
+    bad = (values < 0) | (values >= size)
+    if np.any(bad):
+        raise ValueError(f"{owner}: {name} must lie in [0, {size}), got out-of-range values {np.unique(values[bad])[:5].tolist()}")
