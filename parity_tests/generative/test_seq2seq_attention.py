@@ -198,3 +198,172 @@ def test_attention_parity(name, dtype):
 @pytest.mark.parametrize("name", list(CASES))
 def test_attention_gradcheck(name):
     gradcheck_numpy(CASES[name]())
+
+
+def build(tree: str, cls: str, *args, **kwargs):
+    return getattr(get_module(tree, MODULE), cls)(*args, dtype="float64", rng=np.random.default_rng(0), **kwargs)
+
+
+def tree_tensor(tree: str, array: np.ndarray):
+    import tensorflow as tf
+    return {"numpy": lambda a: a, "torch": torch.from_numpy, "tf": tf.constant}[tree](array)
+
+
+def to_numpy(tensor) -> np.ndarray:
+    return tensor.detach().numpy() if isinstance(tensor, torch.Tensor) else np.asarray(tensor)
+
+
+def test_fully_masked_row_keeps_its_softmax_as_keras():
+    """A query whose keys are all masked: Keras' subtraction shifts the whole row, so its weights are
+    the unmasked softmax; torch's ``-inf`` fill gives NaN, and SDPA returns zeros."""
+    import keras
+    rng = np.random.default_rng(3)
+    query, value = rng.standard_normal((1, TQ, D)), rng.standard_normal((1, TV, D))  # (1, Tq, D), (1, Tv, D)
+    all_masked = np.zeros((1, TV), dtype=bool)  # (1, Tv)
+    unmasked = torch.softmax(torch.from_numpy(query) @ torch.from_numpy(value).transpose(1, 2), dim=-1).numpy()
+    _, keras_weights = keras.layers.Attention(dtype="float64")([query, value], mask=[None, all_masked],
+                                                               return_attention_scores=True)
+    np.testing.assert_allclose(np.asarray(keras_weights), unmasked, rtol=1e-6)
+    for tree in TREES:
+        _, weights = build(tree, "LuongAttention", D)(tree_tensor(tree, query), tree_tensor(tree, value),
+                                                     value_mask=tree_tensor(tree, all_masked))
+        # Bit-for-bit Keras' numbers (1e9 subtracted the same way), close to the unmasked softmax.
+        np.testing.assert_allclose(to_numpy(weights), np.asarray(keras_weights), rtol=1e-12)
+    fill = torch.softmax((torch.from_numpy(query) @ torch.from_numpy(value).transpose(1, 2)).masked_fill(
+        ~torch.from_numpy(all_masked)[:, None, :], -torch.inf), dim=-1)
+    assert torch.isnan(fill).all()
+    sdpa = F.scaled_dot_product_attention(torch.from_numpy(query), torch.from_numpy(value), torch.from_numpy(value),
+                                          attn_mask=torch.from_numpy(all_masked)[:, None, :])
+    assert (sdpa == 0).all()
+
+
+def test_masked_key_gradient_under_nan():
+    """The one difference between the trees' (Keras') mask and torch's ``-inf`` fill with a key kept
+    in every row: a NaN in a row's value gives its masked keys a NaN gradient (the subtraction keeps
+    their path, 0 * NaN) where ``masked_fill`` gives 0; everything else agrees NaN for NaN."""
+    case = additive_case()
+    rng = np.random.default_rng(4)
+    inputs = case.inputs("float64", rng)
+    inputs["value"][0, 0, 0] = np.nan
+    numpy_model = case.build(get_module("numpy", MODULE), "float64", np.random.default_rng(0))
+    state = numpy_model.canonical_state_dict()
+    cotangents = [rng.standard_normal((N, TQ, DV)), rng.standard_normal((N, TQ, TV))]
+    ours = case.references["keras.layers.AdditiveAttention"](state, inputs, cotangents, "float64")
+    theirs = case.references["torch formula"](state, inputs, cotangents, "float64")
+    masked_keys = ~VALUE_MASK[0]  # (Tv,) sample 0's masked keys
+    assert np.isnan(ours.input_grads["key"][0][masked_keys]).all()
+    assert (theirs.input_grads["key"][0][masked_keys] == 0).all()
+    kept = np.ones((N, TV), dtype=bool)
+    kept[0] = VALUE_MASK[0]
+    np.testing.assert_array_equal(np.isnan(ours.input_grads["key"][kept]), np.isnan(theirs.input_grads["key"][kept]))
+    for a, b in zip(ours.outputs, theirs.outputs):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+
+
+def test_sdpa_default_scale_is_a_learned_scale_of_one_over_sqrt_d():
+    """torch's SDPA scales by ``1/sqrt(D)`` by default; Keras' ``use_scale`` learns a scalar that
+    starts at 1. Loading ``scale = 1/sqrt(D)`` makes them the same attention."""
+    rng = np.random.default_rng(5)
+    query, value = rng.standard_normal((N, TQ, D)), rng.standard_normal((N, TV, D))  # (N, Tq, D), (N, Tv, D)
+    expected = F.scaled_dot_product_attention(torch.from_numpy(query), torch.from_numpy(value),
+                                              torch.from_numpy(value)).numpy()
+    for tree in TREES:
+        model = build(tree, "LuongAttention", D, use_scale=True)
+        model.load_canonical_state_dict({"scale": np.array(1.0 / np.sqrt(D))})
+        context, _ = model(tree_tensor(tree, query), tree_tensor(tree, value))
+        np.testing.assert_allclose(to_numpy(context), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls, kwargs", [("AdditiveAttention", {"kdim": DK, "hidden_size": H}),
+                                         ("LuongAttention", {"kdim": DK, "score_mode": "general", "use_scale": True})])
+def test_numpy_module_used_twice_matches_torch_autograd(cls, kwargs):
+    """Two forwards (a decoder attending at two steps), two backwards in reverse order: the NumPy
+    module's gradients are both uses' sum, as torch autograd's."""
+    numpy_m, torch_m = build("numpy", cls, D, **kwargs), build("torch", cls, D, **kwargs)
+    torch_m.load_canonical_state_dict(numpy_m.canonical_state_dict())
+    rng = np.random.default_rng(6)
+    value, key = rng.standard_normal((N, TV, DV)), rng.standard_normal((N, TV, DK))  # (N, Tv, Dv), (N, Tv, Dk)
+    queries = [rng.standard_normal((N, TQ, D)) for _ in range(2)]  # 2 x (N, Tq, D)
+    cotangents = [(rng.standard_normal((N, TQ, DV)), rng.standard_normal((N, TQ, TV))) for _ in range(2)]
+    for query in queries:
+        numpy_m(query, value, key)
+    numpy_grads = [numpy_m.backward(*cot) for cot in reversed(cotangents)]
+    tensors = [torch.tensor(q, requires_grad=True) for q in queries]
+    value_t, key_t = torch.tensor(value, requires_grad=True), torch.tensor(key, requires_grad=True)
+    loss = sum((out * torch.from_numpy(c)).sum() for q, cot in zip(tensors, cotangents)
+               for out, c in zip(torch_m(q, value_t, key_t), cot))
+    loss.backward()
+    np.testing.assert_allclose(numpy_grads[1][0], tensors[0].grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(numpy_grads[0][0], tensors[1].grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(numpy_grads[0][1] + numpy_grads[1][1], value_t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(numpy_grads[0][2] + numpy_grads[1][2], key_t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    for name, grad in torch_m.canonical_grads().items():
+        np.testing.assert_allclose(numpy_m.canonical_grads()[name], grad, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_numpy_backward_takes_none_for_the_weights_cotangent():
+    """``backward(grad_context)`` (the weights unused downstream) equals ``backward(grad_context, zeros)``."""
+    model = build("numpy", "AdditiveAttention", D, hidden_size=H)
+    rng = np.random.default_rng(7)
+    query, value = rng.standard_normal((N, TQ, D)), rng.standard_normal((N, TV, D))  # (N, Tq, D), (N, Tv, D)
+    grad_context = rng.standard_normal((N, TQ, D))  # (N, Tq, D)
+    model(query, value)
+    with_none = model.backward(grad_context, None)
+    model(query, value)
+    with_zeros = model.backward(grad_context, np.zeros((N, TQ, TV)))
+    for a, b in zip(with_none, with_zeros):
+        np.testing.assert_array_equal(a, b)
+
+
+BAD_ARGUMENTS = {
+    "embed_dim 0": ("AdditiveAttention", (0,), {}, ValueError, "AdditiveAttention: embed_dim must be an int >= 1, got 0"),
+    "hidden_size float": ("AdditiveAttention", (4,), {"hidden_size": 2.0}, ValueError,
+                          "AdditiveAttention: hidden_size must be an int >= 1, got 2.0"),
+    "kdim without projections": ("AdditiveAttention", (4,), {"kdim": 5}, ValueError,
+                                 "AdditiveAttention: without hidden_size, kdim (5) must equal embed_dim (4)"),
+    "use_scale string": ("AdditiveAttention", (4,), {"use_scale": "yes"}, TypeError,
+                         "AdditiveAttention: use_scale must be a bool (True or False), got 'yes'"),
+    "score_mode concat": ("LuongAttention", (4,), {"score_mode": "concat"}, ValueError,
+                          "LuongAttention: score_mode must be one of ('dot', 'general'), got 'concat'"),
+    "dot with kdim": ("LuongAttention", (4,), {"kdim": 5}, ValueError,
+                      "LuongAttention: score_mode 'dot' needs kdim (5) equal to embed_dim (4)"),
+    "rng seed": ("LuongAttention", (4,), {"rng": 0}, TypeError,
+                 "LuongAttention: rng must be a numpy.random.Generator (np.random.default_rng(seed)) or None, got int"),
+}
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("what", list(BAD_ARGUMENTS))
+def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
+    cls, args, kwargs, error, message = BAD_ARGUMENTS[what]
+    assert_raises_exactly(error, message, lambda: getattr(get_module(tree, MODULE), cls)(*args, **kwargs))
+
+
+def bad_inputs():
+    """What -> (inputs, keyword inputs, error, message), for ``LuongAttention(4, kdim=5, score_mode="general")``."""
+    rng = np.random.default_rng(8)
+    query, value, key = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 6, 3)), rng.standard_normal((2, 6, 5))
+    owner = "LuongAttention"
+    return {
+        "query 2-d": ((query[0], value, key), {}, ValueError, f"{owner}: query must have 3 dimensions, got shape (3, 4)"),
+        "query width": ((value, value, key), {}, ValueError, f"{owner}: query must have shape (..., 4), got (2, 6, 3)"),
+        "query float32": ((query.astype("float32"), value, key), {}, TypeError,
+                          f"{owner}: query must have dtype float64, got float32 (cast it explicitly)"),
+        "value batch": ((query, value[:1], key), {}, ValueError, f"{owner}: value must have shape (2, 6, 3), got (1, 6, 3)"),
+        "key length": ((query, value, key[:, :5]), {}, ValueError, f"{owner}: key must have shape (2, 6, 5), got (2, 5, 5)"),
+        "value as key, wrong width": ((query, value), {}, ValueError,
+                                      f"{owner}: value (used as the key) must have shape (..., 5), got (2, 6, 3)"),
+        "value_mask ints": ((query, value, key), {"value_mask": np.ones((2, 6), dtype=np.int64)}, TypeError,
+                            f"{owner}: value_mask must have dtype bool, got int64 (cast it explicitly)"),
+        "query_mask shape": ((query, value, key), {"query_mask": np.ones((2, 6), dtype=bool)}, ValueError,
+                             f"{owner}: query_mask must have shape (2, 3), got (2, 6)"),
+    }
+
+
+@pytest.mark.parametrize("tree", TREES)
+@pytest.mark.parametrize("what", list(bad_inputs()))
+def test_bad_inputs_raise_one_clear_error(what, tree):
+    args, kwargs, error, message = bad_inputs()[what]
+    model = build(tree, "LuongAttention", 4, kdim=5, score_mode="general")
+    call = lambda: model(*(tree_tensor(tree, a) for a in args), **{k: tree_tensor(tree, v) for k, v in kwargs.items()})
+    assert_raises_exactly(error, message, call)
