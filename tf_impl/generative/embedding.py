@@ -50,7 +50,8 @@ class Embedding(Module):
         weight = init.normal((num_embeddings, embedding_dim), rng, 1.0, dtype)  # (V, D)
         # torch zeroes the padding row at initialization (a load may overwrite it).
         if self.padding_idx is not None:
-            weight = tf.tensor_scatter_nd_update(weight, [[self.padding_idx]], tf.zeros((1, embedding_dim), weight.dtype))
+            is_padding_row = (tf.range(num_embeddings) == self.padding_idx)[:, None]  # (V, 1)
+            weight = tf.where(is_padding_row, tf.zeros_like(weight), weight)  # (V, D)
         # Keras' attribute name, the canonical registered name.
         self.embeddings = self.add_param("weight", weight)  # (V, D)
 
