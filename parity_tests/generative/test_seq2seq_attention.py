@@ -10,11 +10,14 @@ numbers wherever a row keeps one key (every case below); a fully masked row is i
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ml100.backends import get_module
-from parity_tests.harness import TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, run_tf, run_torch
+from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
+                                  gradcheck_numpy, run_numpy, run_tf, run_torch)
 
 MODULE = "generative.seq2seq_attention"
 N, TQ, TV, D, DK, DV, H = 3, 2, 4, 4, 5, 3, 3
@@ -198,6 +201,25 @@ def test_attention_parity(name, dtype):
 @pytest.mark.parametrize("name", list(CASES))
 def test_attention_gradcheck(name):
     gradcheck_numpy(CASES[name]())
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(0, 3), query_len=st.integers(1, 3), value_len=st.integers(1, 4), width=st.integers(1, 4),
+       hidden=st.one_of(st.none(), st.integers(1, 3)), seed=st.integers(0, 2**16))
+def test_additive_fuzz_numpy_matches_torch_formula(batch, query_len, value_len, width, hidden, seed):
+    """Random small shapes (an empty batch included) and random masks with a key kept per row: the
+    NumPy tree's outputs and gradients equal the torch formula's."""
+    rng = np.random.default_rng(seed)
+    model = get_module("numpy", MODULE).AdditiveAttention(
+        width, hidden_size=hidden, dtype="float64", rng=rng)
+    inputs = {"query": rng.standard_normal((batch, query_len, width)), "value": rng.standard_normal((batch, value_len, 2)),
+              "key": rng.standard_normal((batch, value_len, width)),
+              "query_mask": rng.random((batch, query_len)) < 0.7, "value_mask": rng.random((batch, value_len)) < 0.7}
+    inputs["value_mask"][:, 0] = True
+    cotangents = [rng.standard_normal((batch, query_len, 2)), rng.standard_normal((batch, query_len, value_len))]
+    ours = run_numpy(model, inputs, differentiable(True), cotangents)
+    theirs = torch_additive_reference(True)(model.canonical_state_dict(), inputs, cotangents, "float64")
+    assert_no_failures(compare_results({"numpy": ours, "torch formula": theirs}, "float64"), "additive fuzz")
 
 
 def build(tree: str, cls: str, *args, **kwargs):
