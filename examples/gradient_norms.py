@@ -10,8 +10,10 @@ Right: the total norm of the parameter gradients over a sweep of radii, before a
 clip_grad_norm_(grads, --max-norm) from the chosen backend's generative/clipping.py: clipping caps
 the step's size (and keeps its direction); it does nothing for vanishing gradients.
 
-The recurrence and its backward (BPTT) are written here with NumPy; --backend picks whose
-clip_grad_norm_ clips the gradients (they agree to 1e-9 in float64: parity_tests/generative/test_clipping.py).
+Everything runs in the chosen backend's tree (--backend): the project's day-22 RNN
+(generative/rnn.py) in float64 computes the forward and backward passes (NumPy: its hand-written
+BPTT; torch and TF: autograd), and that tree's generative/clipping.py clips. The three print the
+same numbers (parity_tests/generative/test_clipping.py checks the per-step norms agree to 1e-9).
 """
 from __future__ import annotations
 
@@ -41,57 +43,90 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def rnn_problem(radius: float, args, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Weights (canonical torch.nn.RNN names), inputs ``(T, F)`` and the loss vector ``c`` ``(H,)``."""
+    """Canonical RNN weights, inputs ``(T, 1, F)`` and the loss vector ``c`` ``(1, 1, H)`` (shaped as ``h_n``)."""
     weight_hh = rng.standard_normal((args.hidden, args.hidden))  # (H, H)
     # Scaled so that the largest |eigenvalue| is exactly `radius`.
     weight_hh *= radius / np.max(np.abs(np.linalg.eigvals(weight_hh)))
-    params = {"weight_ih_l0": INPUT_SCALE * rng.standard_normal((args.hidden, INPUT_SIZE)),  # (H, F)
-              "weight_hh_l0": weight_hh, "bias_ih_l0": np.zeros(args.hidden), "bias_hh_l0": np.zeros(args.hidden)}
-    x = rng.standard_normal((args.steps, INPUT_SIZE))  # (T, F)
-    c = rng.standard_normal(args.hidden)  # (H,)
-    return params, x, c / np.linalg.norm(c)
+    state = {"weight_ih_l0": INPUT_SCALE * rng.standard_normal((args.hidden, INPUT_SIZE)),  # (H, F)
+             "weight_hh_l0": weight_hh, "bias_ih_l0": np.zeros(args.hidden), "bias_hh_l0": np.zeros(args.hidden)}
+    x = rng.standard_normal((args.steps, 1, INPUT_SIZE))  # (T, 1, F)
+    c = rng.standard_normal((1, 1, args.hidden))  # (1, 1, H)
+    return state, x, c / np.linalg.norm(c)
 
 
-def bptt(params: dict[str, np.ndarray], x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``||dL/dh_t||`` for t = 1..T (index t-1) and the parameter gradients, for L = c . h_T.
+def build_rnn(backend: str, state: dict[str, np.ndarray]):
+    """The project's day-22 ``RNN`` of ``backend``'s tree, in float64, loaded with ``state``."""
+    model = get_module(backend, "generative.rnn").RNN(INPUT_SIZE, state["weight_hh_l0"].shape[0], dtype="float64")
+    model.load_canonical_state_dict(state)
+    return model
 
-    dL/dh_T = c; going back, dL/dh_{t-1} = W_hh^T ((1 - h_t^2) * dL/dh_t).
+
+def backward_pass(backend: str, model, x: np.ndarray, hx: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, dict]:
+    """For L = c . h_n of ``model`` run on ``x`` from ``hx``: dL/dhx ``(1, 1, H)`` and the parameter
+    gradients as the tree's own tensors (what ``clip_grad_norm_`` takes): the NumPy module's
+    ``grads`` arrays, torch's ``.grad``, the tape's tensors."""
+    if backend == "numpy":
+        model.zero_grad()
+        model(x, hx)
+        _, grad_hx = model.backward(None, c)
+        return grad_hx, dict(model.named_grads())
+    if backend == "torch":
+        import torch
+
+        model.zero_grad()
+        hx = torch.from_numpy(hx).requires_grad_()
+        _, h_n = model(torch.from_numpy(x), hx)
+        (h_n * torch.from_numpy(c)).sum().backward()
+        return hx.grad.numpy(), {name: p.grad for name, p in model.named_parameters()}
+    import tensorflow as tf
+
+    hx = tf.constant(hx)
+    params = dict(model.named_parameters())
+    with tf.GradientTape() as tape:
+        tape.watch(hx)
+        _, h_n = model(tf.constant(x), hx)
+        loss = tf.reduce_sum(h_n * c)
+    grad_hx, *grads = tape.gradient(loss, [hx, *params.values()])
+    return grad_hx.numpy(), dict(zip(params, grads))
+
+
+def step_norms(backend: str, state: dict[str, np.ndarray], x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``||dL/dh_t||`` for t = 1..T (index t-1), L = c . h_T.
+
+    h_T depends on h_t only through steps t+1..T, so dL/dh_t is the gradient of the initial state
+    of the same RNN restarted from h_t on x_{t+1..T}: T backward passes of the tree's own RNN
+    (O(T^2) steps in all: fine for a figure; BPTT computes them all in one pass inside backward).
     """
-    h = [np.zeros_like(c)]
-    for x_t in x:
-        pre = params["weight_ih_l0"] @ x_t + params["bias_ih_l0"] + params["weight_hh_l0"] @ h[-1] + params["bias_hh_l0"]  # (H,)
-        h.append(np.tanh(pre))
-    grads = {name: np.zeros_like(p) for name, p in params.items()}
-    norms = np.zeros(len(x))  # (T,)
-    grad_h = c  # (H,)
-    for t in range(len(x), 0, -1):
-        norms[t - 1] = np.linalg.norm(grad_h)
-        grad_pre = (1.0 - h[t] ** 2) * grad_h  # (H,)
-        grads["weight_ih_l0"] += np.outer(grad_pre, x[t - 1])
-        grads["weight_hh_l0"] += np.outer(grad_pre, h[t - 1])
-        grads["bias_ih_l0"] += grad_pre
-        grads["bias_hh_l0"] += grad_pre
-        grad_h = params["weight_hh_l0"].T @ grad_pre
-    return norms, grads
+    model = build_rnn(backend, state)
+    with get_module(backend, "module").no_grad():
+        output, _ = model(to_backend(backend, x))  # (T, 1, H)
+    h = to_numpy(output)  # (T, 1, H)
+    norms = [np.linalg.norm(backward_pass(backend, model, x[t:], h[t - 1:t], c)[0]) for t in range(1, len(x))]
+    # At t = T the gradient is c itself, of norm 1.
+    return np.array([*norms, np.linalg.norm(c)])  # (T,)
 
 
-def clipped_norm(backend: str, grads: dict[str, np.ndarray], max_norm: float) -> tuple[float, float]:
-    """The backend's ``clip_grad_norm_`` on its own tensors: the total norm before, and after clipping."""
+def clipped_norm(backend: str, state: dict[str, np.ndarray], x: np.ndarray, c: np.ndarray, max_norm: float) -> tuple[float, float]:
+    """The parameter gradients' total norm before and after the tree's ``clip_grad_norm_``."""
     clipping = get_module(backend, "generative.clipping")
-    tensors = {name: to_backend(backend, g) for name, g in grads.items()}
-    before = float(clipping.clip_grad_norm_(tensors, max_norm))
-    after = float(clipping.get_total_norm(tensors))
+    _, grads = backward_pass(backend, build_rnn(backend, state), x, np.zeros_like(c), c)
+    before = float(clipping.clip_grad_norm_(grads, max_norm))
+    after = float(clipping.get_total_norm(grads))
     return before, after
 
 
 def to_backend(backend: str, array: np.ndarray):
     if backend == "torch":
         import torch
-        return torch.from_numpy(array.copy())
+        return torch.from_numpy(array)
     if backend == "tf":
         import tensorflow as tf
         return tf.constant(array)
-    return array.copy()
+    return array
+
+
+def to_numpy(tensor) -> np.ndarray:
+    return tensor.detach().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
 
 def save_plot(path, args, curves: dict[float, np.ndarray], sweep: list[tuple[float, float]]) -> None:
@@ -129,13 +164,12 @@ def main(argv=None) -> int:
         parser.error(str(error))
     curves = {}
     for radius in args.radius:
-        norms, _ = bptt(*rnn_problem(radius, args, np.random.default_rng(args.seed)))
+        norms = step_norms(args.backend, *rnn_problem(radius, args, np.random.default_rng(args.seed)))
         curves[radius] = norms
         ratio = norms[0] / norms[-1]
         kind = "vanishing" if ratio < 1 else "exploding"
         print(f"radius {radius:g}: ||dL/dh_1|| / ||dL/dh_T|| = {ratio:.1e} ({kind})")
-    sweep = [clipped_norm(args.backend, bptt(*rnn_problem(r, args, np.random.default_rng(args.seed)))[1], args.max_norm)
-             for r in SWEEP]
+    sweep = [clipped_norm(args.backend, *rnn_problem(r, args, np.random.default_rng(args.seed)), args.max_norm) for r in SWEEP]
     for radius, (before, after) in zip(SWEEP, sweep):
         print(f"radius {radius:.2f}: gradient norm {before:.3e} -> {after:.3e} after clipping")
     if args.plot:

@@ -355,3 +355,19 @@ def test_gradient_norms_writes_the_png(backend, tmp_path, capsys):
     assert path.read_bytes().startswith(b"\x89PNG")
     out = capsys.readouterr().out
     assert f"saved to {path}" in out and "exploding" in out and "vanishing" in out
+
+
+def test_gradient_norms_per_step_agree_across_trees():
+    """The figure's numbers do not depend on the backend: the per-step norms from the three trees' RNNs
+    agree in float64, shrink for radius 0.5 and grow for radius 3."""
+    script = load_script("examples/gradient_norms.py")
+    args = script.build_parser().parse_args(["--steps", "8"])
+    failures = []
+    for radius in (0.5, 3.0):
+        problem = script.rnn_problem(radius, args, np.random.default_rng(0))
+        norms = {tree: script.step_norms(tree, *problem) for tree in TREES}
+        for tree in TREES[1:]:
+            compare_tensors(f"||dL/dh_t||, radius {radius}", f"{tree} vs numpy", norms[tree], norms["numpy"], "float64", failures)
+        assert (norms["numpy"][0] < norms["numpy"][-1]) == (radius < 1)
+    assert_no_failures(failures, "gradient_norms.py")
+
