@@ -106,7 +106,8 @@ def step_norms(backend: str, state: dict[str, np.ndarray], x: np.ndarray, c: np.
     return np.array([*norms, np.linalg.norm(c)])  # (T,)
 
 
-def clipped_norm(backend: str, state: dict[str, np.ndarray], x: np.ndarray, c: np.ndarray, max_norm: float) -> tuple[float, float]:
+def clipped_norm(backend: str, state: dict[str, np.ndarray], x: np.ndarray, c: np.ndarray,
+                 max_norm: float) -> tuple[float, float]:
     """The parameter gradients' total norm before and after the tree's ``clip_grad_norm_``."""
     clipping = get_module(backend, "generative.clipping")
     _, grads = backward_pass(backend, build_rnn(backend, state), x, np.zeros_like(c), c)

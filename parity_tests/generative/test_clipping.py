@@ -268,7 +268,8 @@ def test_a_clipped_training_step_matches_torch(tree):
 @pytest.mark.parametrize("call, error, message", [
     (lambda m: m.clip_grad_norm_([np.ones(2)], 1.0), TypeError,
      "get_total_norm: grads must be a dict {canonical name: gradient}, got list"),
-    (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, -1.0), ValueError, "clip_grad_norm_: max_norm must be a real number >= 0, got -1.0"),
+    (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, -1.0), ValueError,
+     "clip_grad_norm_: max_norm must be a real number >= 0, got -1.0"),
     (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, float("nan")), ValueError,
      "clip_grad_norm_: max_norm must be a real number >= 0, got nan"),
     (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, "1"), TypeError, "clip_grad_norm_: max_norm must be a real number, got '1'"),
@@ -276,14 +277,16 @@ def test_a_clipped_training_step_matches_torch(tree):
      "get_total_norm: norm_type must be a real number > 0, inf or 'inf', got 0"),
     (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, 1.0, -math.inf), ValueError,
      "get_total_norm: norm_type must be a real number > 0, inf or 'inf', got -inf"),
-    (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, 1.0, "two"), TypeError, "get_total_norm: norm_type must be a real number, got 'two'"),
+    (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, 1.0, "two"), TypeError,
+     "get_total_norm: norm_type must be a real number, got 'two'"),
     (lambda m: m.clip_grad_norm_({"w": np.ones(2)}, 1.0, 2.0, 1), TypeError,
      "get_total_norm: error_if_nonfinite must be a bool (True or False), got 1"),
     (lambda m: m.clip_grad_norm_({"w": np.ones(2), "b": np.ones(2, np.float32)}, 1.0), TypeError,
      "get_total_norm: the gradients must share one dtype among ('float32', 'float64'), got ['float32', 'float64']"),
     (lambda m: m.clip_grad_norm_({"w": np.ones(2, np.int64)}, 1.0), TypeError,
      "get_total_norm: the gradients must share one dtype among ('float32', 'float64'), got ['int64']"),
-    (lambda m: m.clip_grad_value_({"w": np.ones(2)}, -0.5), ValueError, "clip_grad_value_: clip_value must be a real number >= 0, got -0.5"),
+    (lambda m: m.clip_grad_value_({"w": np.ones(2)}, -0.5), ValueError,
+     "clip_grad_value_: clip_value must be a real number >= 0, got -0.5"),
 ], ids=["list", "negative max_norm", "NaN max_norm", "string max_norm", "norm_type 0", "norm_type -inf", "norm_type string",
         "error_if_nonfinite int", "mixed dtypes", "int dtype", "negative clip_value"])
 @pytest.mark.parametrize("tree", TREES)

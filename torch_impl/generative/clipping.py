@@ -94,6 +94,7 @@ def clip_grads_with_norm_(grads: dict, max_norm, total_norm) -> None:
 
 def clip_grad_norm_(grads: dict, max_norm, norm_type=2.0, error_if_nonfinite: bool = False) -> torch.Tensor:
     """Rescale all gradients together so their total p-norm is at most ``max_norm``; returns the norm before."""
+    # Checked here too, so a bad threshold is named by the function called, before any norm is computed.
     check_nonnegative("clip_grad_norm_", "max_norm", max_norm)
     total_norm = get_total_norm(grads, norm_type, error_if_nonfinite)  # ()
     clip_grads_with_norm_(grads, max_norm, total_norm)
