@@ -389,3 +389,49 @@ def test_bad_inputs_raise_one_clear_error(what, tree):
     model = build(tree, "LuongAttention", 4, kdim=5, score_mode="general")
     call = lambda: model(*(tree_tensor(tree, a) for a in args), **{k: tree_tensor(tree, v) for k, v in kwargs.items()})
     assert_raises_exactly(error, message, call)
+
+
+def reversal_attention(tree: str = "numpy"):
+    """Luong dot attention of a toy "reverse the sequence" alignment: query ``i`` is key ``T-1-i``
+    (times 2; the keys are orthonormal) plus noise; the second sample masks its last two keys.
+    Returns the weights ``(2, T, T)`` and the value mask."""
+    rng = np.random.default_rng(9)
+    length, width = 6, 8
+    # Orthonormal rows (QR of a Gaussian), so a key scores only its own query highly.
+    keys = np.stack([np.linalg.qr(rng.standard_normal((width, width)))[0][:length] for _ in range(2)])  # (2, T, D)
+    query = 2.0 * keys[:, ::-1, :] + 0.3 * rng.standard_normal((2, length, width))  # (2, T, D)
+    value_mask = np.ones((2, length), dtype=bool)  # (2, T)
+    value_mask[1, -2:] = False
+    model = build(tree, "LuongAttention", width)
+    _, weights = model(*(tree_tensor(tree, a) for a in (np.ascontiguousarray(query), keys)),
+                       value_mask=tree_tensor(tree, value_mask))
+    return to_numpy(weights), value_mask
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_dot_attention_finds_the_reversal_alignment(tree):
+    """Each query puts most of its weight on its reversed key, and none on a masked key."""
+    weights, value_mask = reversal_attention(tree)
+    length = weights.shape[-1]
+    np.testing.assert_array_equal(weights[0].argmax(axis=-1), np.arange(length)[::-1])
+    assert (weights[1][:, ~value_mask[1]] == 0).all()
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-12)
+
+
+def write_heatmap(path) -> None:
+    """The day page's figure: both samples' weights of :func:`reversal_attention` as heat maps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    weights, value_mask = reversal_attention()
+    figure, axes = plt.subplots(1, 2, figsize=(7, 3.2), constrained_layout=True)
+    titles = ("reversal alignment", "last two keys masked")
+    for axis, sample, title in zip(axes, weights, titles):
+        image = axis.imshow(sample, cmap="viridis", vmin=0.0, vmax=1.0)
+        axis.set(title=title, xlabel="key j (encoder step)", ylabel="query i (decoder step)")
+    figure.colorbar(image, ax=axes, label="weight $a_{ij}$")
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    write_heatmap("docs/days/img/day29_attention.png")
