@@ -54,6 +54,7 @@ def keras_gru_to_torch(kernel, recurrent_kernel, bias=None):
 
 
 def parameter_names(layer: int, direction: int) -> tuple[str, str, str, str]:
+    """``torch.nn.GRU``'s names of one layer and direction, spelled out here, apart from the trees."""
     suffix = f"l{layer}" + ("_reverse" if direction else "")
     return f"weight_ih_{suffix}", f"weight_hh_{suffix}", f"bias_ih_{suffix}", f"bias_hh_{suffix}"
 
