@@ -45,26 +45,36 @@ def keras_lstm_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarray, np.
             state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"])
 
 
-def keras_lstm_reference(batch_first: bool, with_hx: bool):
-    """``keras.layers.LSTM(return_sequences=True, return_state=True)`` on ``(N, T, F)``; both
-    canonical biases map to Keras's one bias, so each gets its gradient."""
+def keras_lstm_reference(batch_first: bool, with_hx: bool, bidirectional: bool = False):
+    """``keras.layers.LSTM(return_sequences=True, return_state=True)`` on ``(N, T, F)`` (wrapped in
+    ``keras.layers.Bidirectional``, merge "concat", when ``bidirectional``: its backward layer gets
+    the ``_reverse`` weights); both canonical biases map to Keras's one bias, so each gets its gradient."""
     import keras
     import tensorflow as tf
 
     def run(state, inputs, cotangents, dtype):
-        layer = keras.layers.LSTM(HIDDEN, return_sequences=True, return_state=True, dtype=dtype)
+        def lstm(**options):
+            return keras.layers.LSTM(HIDDEN, return_sequences=True, return_state=True, dtype=dtype, **options)
+
+        layer = keras.layers.Bidirectional(lstm(), backward_layer=lstm(go_backwards=True), dtype=dtype) \
+            if bidirectional else lstm()
         layer.build((None, None, IN))
-        for variable, value in zip((layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias),
-                                   keras_lstm_weights(state)):
-            variable.assign(value)
+        cells = {"l0": layer.forward_layer.cell, "l0_reverse": layer.backward_layer.cell} if bidirectional \
+            else {"l0": layer.cell}
+        params = {}
+        for suffix, cell in cells.items():
+            for variable, value in zip((cell.kernel, cell.recurrent_kernel, cell.bias), keras_lstm_weights(state, suffix)):
+                variable.assign(value)
+            params.update({f"weight_ih_{suffix}": cell.kernel, f"weight_hh_{suffix}": cell.recurrent_kernel,
+                           f"bias_ih_{suffix}": cell.bias, f"bias_hh_{suffix}": cell.bias})
 
         def call(x, h_0=None, c_0=None):
-            sequence, h_n, c_n = layer(x if batch_first else tf.transpose(x, (1, 0, 2)),
-                                       initial_state=None if h_0 is None else [h_0[0], c_0[0]])
-            return sequence if batch_first else tf.transpose(sequence, (1, 0, 2)), (h_n[None], c_n[None])
+            # Keras's initial state: [h, c] per direction, forward layer first.
+            initial = None if h_0 is None else [part for pair in zip(tf.unstack(h_0), tf.unstack(c_0)) for part in pair]
+            sequence, *finals = layer(x if batch_first else tf.transpose(x, (1, 0, 2)), initial_state=initial)
+            sequence = sequence if batch_first else tf.transpose(sequence, (1, 0, 2))
+            return sequence, (tf.stack(finals[0::2]), tf.stack(finals[1::2]))
 
-        params = {"weight_ih_l0": layer.cell.kernel, "weight_hh_l0": layer.cell.recurrent_kernel,
-                  "bias_ih_l0": layer.cell.bias, "bias_hh_l0": layer.cell.bias}
         to_canonical = lambda g: {name: (np.transpose(value) if name.startswith("weight") else np.asarray(value))
                                   for name, value in g.items()}
         return run_tf(call, inputs, tuple(inputs), cotangents, params, to_canonical)
@@ -92,7 +102,8 @@ def lstm_case(num_layers=1, bidirectional=False, batch_first=False, bias=True, w
 
     references = {"torch.nn.LSTM": torch_lstm_reference(with_hx, **options)}
     if keras:
-        references["keras.layers.LSTM"] = keras_lstm_reference(batch_first, with_hx)
+        name = "keras.layers.Bidirectional(LSTM)" if bidirectional else "keras.layers.LSTM"
+        references[name] = keras_lstm_reference(batch_first, with_hx, bidirectional)
     state_axis = None if unbatched else 1
     return Case(
         module="generative.lstm",
@@ -125,8 +136,31 @@ def test_lstm_parity_without_bias():
     check_parity(lstm_case(bias=False, num_layers=2), "float64")
 
 
+def test_lstm_parity_bidirectional_against_keras_bidirectional():
+    check_parity(lstm_case(bidirectional=True, keras=True), "float64")
+
+
 def test_lstm_parity_unbatched_sequence():
     check_parity(lstm_case(bidirectional=True, unbatched=True), "float64")
+
+
+def test_tf_tree_traces_under_tf_function():
+    """The TF tree's Python loop over a static T traces (unrolled) into a tf.function, with the
+    eager outputs and gradients: what benchmarks/bench_lstm.py times."""
+    import tensorflow as tf
+    model = get_module("tf", "generative.lstm").LSTM(IN, HIDDEN, num_layers=2, bidirectional=True, dtype="float64",
+                                                     rng=np.random.default_rng(0))
+    x = tf.constant(np.random.default_rng(1).standard_normal((STEPS, BATCH, IN)))
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            output, (h_n, c_n) = model(x)
+            loss = tf.reduce_sum(output ** 2) + tf.reduce_sum(h_n * c_n)
+        return [output, h_n, c_n, *tape.gradient(loss, [x, *model.params.values()])]
+
+    for eager, traced in zip(step(x), tf.function(step)(x)):
+        np.testing.assert_allclose(traced.numpy(), eager.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_lstm_gradcheck():

@@ -3,6 +3,8 @@ and ``keras.layers.SimpleRNN`` fed converted weights (one layer, one direction).
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, random_weights,
@@ -18,28 +20,36 @@ def keras_simple_rnn_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarra
             state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"])
 
 
-def keras_simple_rnn_reference(activation: str, batch_first: bool, with_hx: bool):
-    """``keras.layers.SimpleRNN(return_sequences=True, return_state=True)`` on ``(N, T, F)``: the
-    canonical input is transposed in and the output back under the tape. Both canonical biases map
-    to Keras's one bias, so each gets its gradient."""
+def keras_simple_rnn_reference(activation: str, batch_first: bool, with_hx: bool, bidirectional: bool = False):
+    """``keras.layers.SimpleRNN(return_sequences=True, return_state=True)`` on ``(N, T, F)`` (wrapped
+    in ``keras.layers.Bidirectional``, merge "concat", when ``bidirectional``: its backward layer
+    gets the ``_reverse`` weights): the canonical input is transposed in and the output back under
+    the tape. Both canonical biases map to Keras's one bias, so each gets its gradient."""
     import keras
     import tensorflow as tf
 
     def run(state, inputs, cotangents, dtype):
-        layer = keras.layers.SimpleRNN(HIDDEN, activation=activation, return_sequences=True, return_state=True,
-                                       dtype=dtype)
+        def simple_rnn(**options):
+            return keras.layers.SimpleRNN(HIDDEN, activation=activation, return_sequences=True, return_state=True,
+                                          dtype=dtype, **options)
+
+        layer = keras.layers.Bidirectional(simple_rnn(), backward_layer=simple_rnn(go_backwards=True),
+                                           dtype=dtype) if bidirectional else simple_rnn()
         layer.build((None, None, IN))
-        for variable, value in zip((layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias),
-                                   keras_simple_rnn_weights(state)):
-            variable.assign(value)
+        cells = {"l0": layer.forward_layer.cell, "l0_reverse": layer.backward_layer.cell} if bidirectional \
+            else {"l0": layer.cell}
+        params = {}
+        for suffix, cell in cells.items():
+            for variable, value in zip((cell.kernel, cell.recurrent_kernel, cell.bias), keras_simple_rnn_weights(state, suffix)):
+                variable.assign(value)
+            params.update({f"weight_ih_{suffix}": cell.kernel, f"weight_hh_{suffix}": cell.recurrent_kernel,
+                           f"bias_ih_{suffix}": cell.bias, f"bias_hh_{suffix}": cell.bias})
 
         def call(x, hx=None):
-            sequence, h_n = layer(x if batch_first else tf.transpose(x, (1, 0, 2)),
-                                  initial_state=None if hx is None else [hx[0]])
-            return sequence if batch_first else tf.transpose(sequence, (1, 0, 2)), h_n[None]
+            sequence, *h_n = layer(x if batch_first else tf.transpose(x, (1, 0, 2)),
+                                   initial_state=None if hx is None else list(tf.unstack(hx)))
+            return sequence if batch_first else tf.transpose(sequence, (1, 0, 2)), tf.stack(h_n)
 
-        params = {"weight_ih_l0": layer.cell.kernel, "weight_hh_l0": layer.cell.recurrent_kernel,
-                  "bias_ih_l0": layer.cell.bias, "bias_hh_l0": layer.cell.bias}
         to_canonical = lambda g: {name: (np.transpose(value) if name.startswith("weight") else np.asarray(value))
                                   for name, value in g.items()}
         return run_tf(call, inputs, tuple(inputs), cotangents, params, to_canonical)
@@ -65,7 +75,8 @@ def rnn_case(num_layers=1, bidirectional=False, batch_first=False, nonlinearity=
     references = {"torch.nn.RNN": torch_module_reference(lambda dtype: torch.nn.RNN(IN, HIDDEN, **options),
                                                          differentiable)}
     if keras:
-        references["keras.layers.SimpleRNN"] = keras_simple_rnn_reference(nonlinearity, batch_first, with_hx)
+        name = "keras.layers.Bidirectional(SimpleRNN)" if bidirectional else "keras.layers.SimpleRNN"
+        references[name] = keras_simple_rnn_reference(nonlinearity, batch_first, with_hx, bidirectional)
     return Case(
         module="generative.rnn",
         build=lambda m, dtype, rng: m.RNN(IN, HIDDEN, dtype=dtype, rng=rng, **options),
@@ -107,8 +118,22 @@ def test_rnn_parity_two_layers_without_hx():
     check_parity(rnn_case(num_layers=2, with_hx=False), "float64")
 
 
+@pytest.mark.parametrize("with_hx", [True, False])
+def test_rnn_parity_bidirectional_against_keras_bidirectional(with_hx):
+    check_parity(rnn_case(bidirectional=True, with_hx=with_hx, keras=True), "float64")
+
+
 def test_rnn_parity_unbatched_sequence():
     check_parity(rnn_case(bidirectional=True, unbatched=True), "float64")
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(num_layers=st.integers(1, 2), bidirectional=st.booleans(), batch_first=st.booleans(),
+       nonlinearity=st.sampled_from(["tanh", "relu"]), bias=st.booleans(), with_hx=st.booleans(), steps=st.integers(1, 4))
+def test_rnn_fuzz(num_layers, bidirectional, batch_first, nonlinearity, bias, with_hx, steps):
+    """Random options and lengths: every tree and torch.nn.RNN agree (special values included)."""
+    check_parity(rnn_case(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+                          nonlinearity=nonlinearity, bias=bias, with_hx=with_hx, steps=steps), "float64")
 
 
 def test_rnn_gradcheck():
