@@ -353,3 +353,10 @@ def check_ids(owner: str, name: str, ids, size: int) -> None:
     bad = (values < 0) | (values >= size)
     if np.any(bad):
         raise ValueError(f"{owner}: {name} must lie in [0, {size}), got out-of-range values {np.unique(values[bad])[:5].tolist()}")
+
+
+def check_sequence_length(owner: str, arg: str, shape, time_axis: int) -> None:
+    """A recurrent layer's input needs at least one time step (torch refuses an empty sequence;
+    there would be no output to stack)."""
+    if shape[time_axis] == 0:
+        raise ValueError(f"{owner}: {arg} must hold at least one time step (axis {time_axis}), got shape {tuple(shape)}")

@@ -33,7 +33,8 @@ import math
 
 import numpy as np
 
-from ml100.checks import check_bool, check_choice, check_fraction, check_input, check_int, check_rng, check_unsupported
+from ml100.checks import (check_bool, check_choice, check_fraction, check_input, check_int, check_rng,
+                          check_sequence_length, check_unsupported)
 
 from ..foundations import init
 from ..module import Module
@@ -115,6 +116,7 @@ class RecurrentBase(Module):
         owner = type(self).__name__
         check_input(owner, "input", input.shape, input.dtype, expected_dtype=self.dtype, ndim=(2, 3),
                     last_dim=self.input_size)
+        check_sequence_length(owner, "input", input.shape, 1 if self.batch_first and input.ndim == 3 else 0)
         unbatched = input.ndim == 2
         # Time-major (T, N, in) inside; an unbatched (T, in) sequence is a batch of one.
         x = input[:, None] if unbatched else input.swapaxes(0, 1) if self.batch_first else input  # (T, N, in)

@@ -249,6 +249,8 @@ BAD_INPUTS = {
                            "RNN: input must have shape (..., 3), got (5, 2, 5)"),
     "rank 4 input": ((STEPS, BATCH, 1, IN), None, "float32", ValueError,
                      "RNN: input must have 2 or 3 dimensions, got shape (5, 2, 1, 3)"),
+    "empty sequence": ((0, BATCH, IN), None, "float32", ValueError,
+                       "RNN: input must hold at least one time step (axis 0), got shape (0, 2, 3)"),
     "float64 input": ((STEPS, BATCH, IN), None, "float64", TypeError,
                       "RNN: input must have dtype float32, got float64 (cast it explicitly)"),
     "hx of one layer": ((STEPS, BATCH, IN), (1, BATCH, HIDDEN), "float32", ValueError,

@@ -26,7 +26,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_bool, check_choice, check_fraction, check_input, check_int, check_rng, check_unsupported
+from ml100.checks import (check_bool, check_choice, check_fraction, check_input, check_int, check_rng,
+                          check_sequence_length, check_unsupported)
 
 from ..foundations import init
 from ..module import Module, tf_dtype
@@ -92,6 +93,7 @@ class RecurrentBase(Module):
         owner = type(self).__name__
         check_input(owner, "input", input.shape, input.dtype, expected_dtype=self.dtype, ndim=(2, 3),
                     last_dim=self.input_size)
+        check_sequence_length(owner, "input", input.shape, 1 if self.batch_first and input.shape.rank == 3 else 0)
         unbatched = input.shape.rank == 2
         # Time-major (T, N, in) inside; an unbatched (T, in) sequence is a batch of one.
         x = input[:, None] if unbatched else tf.transpose(input, (1, 0, 2)) if self.batch_first else input  # (T, N, in)
