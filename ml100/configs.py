@@ -230,6 +230,17 @@ class MobileNetConfig(ModelConfig):
                               f"got {self.channels} and {self.strides}", "strides")
 
 
+@dataclasses.dataclass(frozen=True)
+class CharLMConfig(ModelConfig):
+    """The day-27 character-level language model: Embedding -> LSTM -> Linear. No reference config:
+    the names are the constructor arguments of ``torch.nn.Embedding`` and ``torch.nn.LSTM``."""
+
+    vocab_size: int = option(help="characters in the vocabulary (rows of the embedding, outputs of the head)")
+    embedding_dim: int = option(32, help="width of each character's embedding (the LSTM's input_size)")
+    hidden_size: int = option(128, help="width of the LSTM's hidden and cell states")
+    num_layers: int = option(1, help="stacked LSTM layers")
+
+
 # ---- command line -----------------------------------------------------------------------------
 
 def flag_name(field: str) -> str:
@@ -312,3 +323,20 @@ def _show(field: str, value) -> str:
     if isinstance(value, tuple):
         return " ".join(map(str, value))
     return "none" if value is None else str(value)
+
+
+#: Luong's score functions the day-29 model may use (``LuongAttention.score_mode``).
+SEQ2SEQ_SCORE_MODES = ("dot", "general")
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqConfig(ModelConfig):
+    """The day-28 GRU encoder-decoder and its day-29 attention variant (no reference config: the
+    names are those of the ``torch.nn`` layers it is built from)."""
+
+    vocab_size: int = option(13, help="tokens in the shared source/target vocabulary (num_embeddings)")
+    embedding_dim: int = option(32, help="width of the encoder's and the decoder's embeddings")
+    hidden_size: int = option(64, help="GRU state width of the encoder and the decoder")
+    num_layers: int = option(1, help="stacked GRU layers in the encoder and in the decoder")
+    score_mode: str = option("general", choices=SEQ2SEQ_SCORE_MODES,
+                             help="Luong score of the attention variant: dot (q.k) or general (q.Wk)")
