@@ -19,16 +19,20 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ml100.checks import check_nonnegative
 from ml100.data import batch_indices
 
+from ..generative.clipping import clip_grad_norm_
 from ..module import no_grad
 
 
 class Trainer:
-    """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``)."""
+    """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``),
+    clipping the gradients' total norm to ``max_norm`` before each update when it is given."""
 
-    def __init__(self, model, loss_fn, optimizer):
+    def __init__(self, model, loss_fn, optimizer, max_norm: float | None = None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.max_norm = None if max_norm is None else check_nonnegative("Trainer", "max_norm", max_norm)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One forward, backward and update on a batch; returns the batch loss."""
@@ -38,9 +42,13 @@ class Trainer:
         logits = self.model(x)  # (B, C)
         loss = self.loss_fn(logits, y)  # ()
         # dL/dL = 1 starts the chain; each module hands its input gradient to the one before it.
-        grad_logits = self.loss_fn.backward(np.ones((), dtype=logits.dtype))  # (B, C)
+        grad_logits = self.loss_fn.backward(np.ones((), dtype=loss.dtype))  # (B, C)
         self.model.backward(grad_logits)
-        self.optimizer.step(dict(self.model.named_grads()))
+        grads = dict(self.model.named_grads())
+        # Day 23: rescale all gradients together to a total 2-norm of at most max_norm (an LSTM's can explode).
+        if self.max_norm is not None:
+            clip_grad_norm_(grads, self.max_norm)
+        self.optimizer.step(grads)
         return float(loss)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -21,16 +21,20 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from ml100.checks import check_nonnegative
 from ml100.data import batch_indices
 
+from ..generative.clipping import clip_grad_norm_
 from ..module import no_grad
 
 
 class Trainer:
-    """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``)."""
+    """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``),
+    clipping the gradients' total norm to ``max_norm`` before each update when it is given."""
 
-    def __init__(self, model, loss_fn, optimizer):
+    def __init__(self, model, loss_fn, optimizer, max_norm: float | None = None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.max_norm = None if max_norm is None else check_nonnegative("Trainer", "max_norm", max_norm)
         self.params = dict(model.named_parameters())
         # Traced once per input signature; every batch has one shape (batch_indices drops the last).
         self.step_graph = tf.function(self._step)
@@ -39,7 +43,11 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(x)  # (B, C)
             loss = self.loss_fn(logits, y)  # ()
-        self.optimizer.step(dict(zip(self.params, tape.gradient(loss, list(self.params.values())))))
+        grads = dict(zip(self.params, tape.gradient(loss, list(self.params.values()))))
+        # Day 23: rescale all gradients together to a total 2-norm of at most max_norm (an LSTM's can explode).
+        if self.max_norm is not None:
+            clip_grad_norm_(grads, self.max_norm)
+        self.optimizer.step(grads)
         return loss
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:

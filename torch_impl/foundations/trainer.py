@@ -20,16 +20,20 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ml100.checks import check_nonnegative
 from ml100.data import batch_indices
 
+from ..generative.clipping import clip_grad_norm_
 from ..module import no_grad
 
 
 class Trainer:
-    """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``)."""
+    """Trains ``model`` on ``loss_fn`` with ``optimizer`` (built on ``dict(model.named_parameters())``),
+    clipping the gradients' total norm to ``max_norm`` before each update when it is given."""
 
-    def __init__(self, model, loss_fn, optimizer):
+    def __init__(self, model, loss_fn, optimizer, max_norm: float | None = None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.max_norm = None if max_norm is None else check_nonnegative("Trainer", "max_norm", max_norm)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One forward, backward and update on a batch; returns the batch loss."""
@@ -39,7 +43,11 @@ class Trainer:
         logits = self.model(torch.from_numpy(x))  # (B, C)
         loss = self.loss_fn(logits, torch.from_numpy(y))  # ()
         loss.backward()
-        self.optimizer.step({name: param.grad for name, param in self.model.named_parameters()})
+        grads = {name: param.grad for name, param in self.model.named_parameters()}
+        # Day 23: rescale all gradients together to a total 2-norm of at most max_norm (an LSTM's can explode).
+        if self.max_norm is not None:
+            clip_grad_norm_(grads, self.max_norm)
+        self.optimizer.step(grads)
         return loss.item()
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
