@@ -372,3 +372,10 @@ def check_sequence_length(owner: str, arg: str, shape, time_axis: int) -> None:
     there would be no output to stack)."""
     if shape[time_axis] == 0:
         raise ValueError(f"{owner}: {arg} must hold at least one time step (axis {time_axis}), got shape {tuple(shape)}")
+
+
+#: Why a recurrent layer refuses ``dropout`` between layers (the reason ``check_unsupported`` gives).
+RNN_DROPOUT_REASON = ("dropout between layers needs random masks, and in this project randomness is an input; "
+                      "apply a Dropout module with its own rng to each layer's output instead")
+#: Why the LSTM refuses ``proj_size``: the projected LSTM (LSTMP) is not part of day 24.
+LSTM_PROJ_SIZE_REASON = "projected LSTMs (h_t = W_hr h_t, Sak et al. 2014) are not implemented; use proj_size=0"

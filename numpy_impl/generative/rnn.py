@@ -33,16 +33,11 @@ import math
 
 import numpy as np
 
-from ml100.checks import (check_bool, check_choice, check_fraction, check_input, check_int, check_rng,
-                          check_sequence_length, check_unsupported)
+from ml100.checks import (RNN_DROPOUT_REASON, check_bool, check_choice, check_fraction, check_input, check_int,
+                          check_rng, check_sequence_length, check_unsupported)
 
 from ..foundations import init
 from ..module import Module
-
-#: Why ``dropout`` between layers is refused: it would need a random mask, and randomness is an input.
-DROPOUT_REASON = ("dropout between layers needs random masks, and in this project randomness is an input; "
-                  "apply a Dropout module with its own rng to each layer's output instead")
-
 
 class RecurrentBase(Module):
     r"""Stacked, optionally bidirectional recurrent layers; a subclass supplies the cell.
@@ -89,7 +84,7 @@ class RecurrentBase(Module):
         self.bias = check_bool(owner, "bias", bias)
         self.batch_first = check_bool(owner, "batch_first", batch_first)
         self.dropout = check_fraction(owner, "dropout", dropout)
-        check_unsupported(owner, "dropout", self.dropout, 0.0, DROPOUT_REASON)
+        check_unsupported(owner, "dropout", self.dropout, 0.0, RNN_DROPOUT_REASON)
         self.bidirectional = check_bool(owner, "bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         bound = 1.0 / math.sqrt(hidden_size)
@@ -254,7 +249,8 @@ class RNN(RecurrentBase):
     ``forward(input, hx=None) -> (output, h_n)``: ``input`` ``(T, N, in)`` (``(N, T, in)`` with
     ``batch_first``, or unbatched ``(T, in)``), ``hx`` and ``h_n`` ``(L*D, N, H)``, ``output``
     ``(T, N, D*H)``. ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
-    ``(grad_input, grad_hx)`` when ``hx`` was given. ``dropout`` must be 0 (see ``DROPOUT_REASON``).
+    ``(grad_input, grad_hx)`` when ``hx`` was given. ``dropout`` must be 0
+    (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",

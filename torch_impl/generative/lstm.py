@@ -17,13 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ml100.checks import check_int, check_unsupported
+from ml100.checks import LSTM_PROJ_SIZE_REASON, check_int, check_unsupported
 
 from .rnn import RecurrentBase
-
-#: Why ``proj_size`` is refused: the projected LSTM (LSTMP) is not part of this day.
-PROJ_SIZE_REASON = "projected LSTMs (h_t = W_hr h_t, Sak et al. 2014) are not implemented; use proj_size=0"
-
 
 class LSTM(RecurrentBase):
     r"""``torch.nn.LSTM`` (no projection): gates i, f, g, o stacked in ``(4H, in)`` and ``(4H, H)``
@@ -40,7 +36,7 @@ class LSTM(RecurrentBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  dtype="float32", rng: np.random.Generator | None = None):
-        check_unsupported("LSTM", "proj_size", check_int("LSTM", "proj_size", proj_size, 0), 0, PROJ_SIZE_REASON)
+        check_unsupported("LSTM", "proj_size", check_int("LSTM", "proj_size", proj_size, 0), 0, LSTM_PROJ_SIZE_REASON)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, rng)
         self.proj_size = proj_size
 
