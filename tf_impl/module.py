@@ -124,9 +124,10 @@ class Module(tf.Module):
             var.assign(layouts[name].to_native(np.asarray(state[name])))
 
     def canonical_grads(self, grads: dict) -> dict[str, np.ndarray]:
-        """Tape gradients keyed by full parameter name -> canonical arrays (zeros where None)."""
+        """Tape gradients keyed by full parameter name -> canonical arrays (zeros where None; a gather's
+        ``IndexedSlices`` made dense, repeated rows summed)."""
         params = dict(self.named_parameters())
-        filled = {name: np.zeros(params[name].shape, params[name].dtype.as_numpy_dtype) if g is None else g
+        filled = {name: np.zeros(params[name].shape, params[name].dtype.as_numpy_dtype) if g is None else tf.convert_to_tensor(g)
                   for name, g in grads.items()}
         return self.to_canonical(filled)
 
