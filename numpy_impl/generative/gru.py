@@ -44,21 +44,15 @@ from .rnn import RecurrentBase
 class GRU(RecurrentBase):
     r"""``torch.nn.GRU``: gates [r, z, n], :math:`h' = n + z \odot (h - n)` (see the module docstring).
 
-    ``forward(input, hx=None) -> (output, h_n)``: ``input`` ``(T, N, in)`` (``(N, T, in)`` with
-    ``batch_first``, or unbatched ``(T, in)``), ``hx`` and ``h_n`` ``(L*D, N, H)``, ``output``
-    ``(T, N, D*H)``. ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
-    ``(grad_input, grad_hx)`` when ``hx`` was given. ``dropout`` must be 0 (see ``DROPOUT_REASON``).
+    ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`~.rnn.RecurrentBase`):
+    ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)`` int64 for a padded
+    batch (day 26). ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
+    ``(grad_input, grad_hx)`` when ``hx`` was given. ``dropout`` must be 0 (see
+    ``ml100.checks.RNN_DROPOUT_REASON``).
     """
 
     gate_count = 3
-
-    def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,))
-        return output, h_n
-
-    def backward(self, grad_output: np.ndarray | None, grad_h_n: np.ndarray | None = None):
-        grads = self._backward_layers(grad_output, (grad_h_n,))
-        return grads if isinstance(grads, np.ndarray) else (grads[0], grads[1][0])
 
     def cell_forward(self, x_proj: np.ndarray, h_proj: np.ndarray, state: tuple) -> tuple[tuple, tuple]:
         h = state[0]  # (N, H)

@@ -35,9 +35,10 @@ class LSTM(RecurrentBase):
     r"""``torch.nn.LSTM`` (no projection): gates i, f, g, o stacked in ``(4H, in)`` and ``(4H, H)``
     matrices, two biases, under torch's names (``weight_ih_l0``, …, ``_reverse``).
 
-    ``forward(input, hx=None) -> (output, (h_n, c_n))``: ``input`` ``(T, N, in)`` (``(N, T, in)``
-    with ``batch_first``, or unbatched ``(T, in)``), ``hx = (h_0, c_0)`` each ``(L*D, N, H)``,
-    ``output`` ``(T, N, D*H)``. ``backward(grad_output, grad_h_n=None, grad_c_n=None)`` returns the
+    ``forward(input, hx=None, lengths=None) -> (output, (h_n, c_n))``: ``input`` ``(T, N, in)``
+    (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx = (h_0, c_0)`` each
+    ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)`` int64 for a padded batch
+    (day 26). ``backward(grad_output, grad_h_n=None, grad_c_n=None)`` returns the
     input's gradient, and ``(grad_input, (grad_h_0, grad_c_0))`` when ``hx`` was given.
     """
 
@@ -51,10 +52,11 @@ class LSTM(RecurrentBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, rng)
         self.proj_size = proj_size
 
-    def forward(self, input: np.ndarray, hx: tuple | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    def forward(self, input: np.ndarray, hx: tuple | None = None,
+                lengths: np.ndarray | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"LSTM: hx must be None or a pair (h_0, c_0), got {type(hx).__name__}")
-        output, (h_n, c_n) = self.run_layers(input, None if hx is None else tuple(hx))
+        output, (h_n, c_n) = self.run_layers(input, None if hx is None else tuple(hx), lengths)
         return output, (h_n, c_n)
 
     def backward(self, grad_output: np.ndarray | None, grad_h_n: np.ndarray | None = None,

@@ -25,7 +25,9 @@ and, summed over all steps (each one GEMM over the stacked :math:`T \cdot N` row
            \frac{\partial L}{\partial h_0} = \bar z_1 W_{hh}
 
 The layers × directions machinery lives once in :class:`RecurrentBase`; the RNN, the LSTM (day 24)
-and the GRU (day 25) only supply their cell.
+and the GRU (day 25) only supply their cell. Padded batches of variable-length sequences
+(``lengths``, with the reverse direction reversed within each sequence's length) are day 26's
+(:mod:`.bidirectional`).
 """
 from __future__ import annotations
 
@@ -34,10 +36,11 @@ import math
 import numpy as np
 
 from ml100.checks import (RNN_DROPOUT_REASON, check_bool, check_choice, check_fraction, check_input, check_int,
-                          check_rng, check_sequence_length, check_unsupported)
+                          check_lengths, check_rng, check_sequence_length, check_unsupported)
 
 from ..foundations import init
 from ..module import Module
+from .bidirectional import lengths_to_mask, reverse_padded
 
 class RecurrentBase(Module):
     r"""Stacked, optionally bidirectional recurrent layers; a subclass supplies the cell.
@@ -63,9 +66,11 @@ class RecurrentBase(Module):
       (``grad_h_proj @ W_hh``) and accumulates the weight gradients as GEMMs over all steps.
 
     Class attributes: ``gate_count`` (G) and ``state_names`` (the names of the ``hx`` parts in
-    error messages). The subclass's ``forward`` packs ``hx`` into a tuple for :meth:`run_layers`;
-    its ``backward`` calls ``_backward_layers(grad_output, grad_finals)`` with one cotangent per
-    state part. The backward-only methods carry a leading underscore because the other trees have
+    error messages). ``forward(input, hx=None, lengths=None) -> (output, h_n)`` and
+    ``backward(grad_output, grad_h_n=None)`` here serve the single-state cells (RNN, GRU); the LSTM
+    overrides both for its ``(h, c)`` pair. ``lengths`` ``(N,)`` int64 runs a padded batch as torch
+    runs a packed one (day 26, :mod:`.bidirectional`): a step mask freezes each finished sequence's
+    state and zeroes its outputs, and the reverse direction reverses each sequence within its length. The backward-only methods carry a leading underscore because the other trees have
     no counterpart (autograd); the mirror test compares public names.
     """
 
@@ -105,9 +110,19 @@ class RecurrentBase(Module):
         suffix = f"l{layer}" + ("_reverse" if direction else "")
         return f"weight_ih_{suffix}", f"weight_hh_{suffix}", f"bias_ih_{suffix}", f"bias_hh_{suffix}"
 
-    def run_layers(self, input: np.ndarray, hx: tuple | None) -> tuple[np.ndarray, tuple]:
+    def forward(self, input: np.ndarray, hx: np.ndarray | None = None,
+                lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,), lengths)
+        return output, h_n
+
+    def backward(self, grad_output: np.ndarray | None, grad_h_n: np.ndarray | None = None):
+        grads = self._backward_layers(grad_output, (grad_h_n,))
+        return grads if isinstance(grads, np.ndarray) else (grads[0], grads[1][0])
+
+    def run_layers(self, input: np.ndarray, hx: tuple | None, lengths: np.ndarray | None = None) -> tuple[np.ndarray, tuple]:
         """Check and lay out the inputs, run every layer and direction; ``(output, final states)``
-        in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros)."""
+        in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros;
+        ``lengths`` ``(N,)`` int64 or ``None`` when every sequence fills the ``T`` steps)."""
         owner = type(self).__name__
         check_input(owner, "input", input.shape, input.dtype, expected_dtype=self.dtype, ndim=(2, 3),
                     last_dim=self.input_size)
@@ -115,9 +130,11 @@ class RecurrentBase(Module):
         unbatched = input.ndim == 2
         # Time-major (T, N, in) inside; an unbatched (T, in) sequence is a batch of one.
         x = input[:, None] if unbatched else input.swapaxes(0, 1) if self.batch_first else input  # (T, N, in)
+        if lengths is not None:
+            check_lengths(owner, np.asarray(lengths), None if unbatched else x.shape[1], x.shape[0])
         states = self.initial_states(hx, x.shape[1], unbatched)
-        output, finals, caches = self.forward_layers(x, states)
-        self.save_for_backward(caches, unbatched, hx is not None)
+        output, finals, caches = self.forward_layers(x, states, lengths)
+        self.save_for_backward(caches, unbatched, hx is not None, lengths)
         output = output[:, 0] if unbatched else output.swapaxes(0, 1) if self.batch_first else output
         finals = tuple(final[:, 0] if unbatched else final for final in finals)
         return output, finals
@@ -132,9 +149,10 @@ class RecurrentBase(Module):
             check_input(type(self).__name__, name, part.shape, part.dtype, expected_dtype=self.dtype, shape_like=shape)
         return tuple(part[:, None] if unbatched else part for part in hx)
 
-    def forward_layers(self, x: np.ndarray, states: tuple) -> tuple[np.ndarray, tuple, list]:
+    def forward_layers(self, x: np.ndarray, states: tuple, lengths: np.ndarray | None = None) -> tuple[np.ndarray, tuple, list]:
         """Layers bottom-up, each direction on its own weights: ``(T, N, D*H)`` output, the final
         states stacked ``(L*D, N, H)``, and one cache per layer and direction."""
+        mask = None if lengths is None else lengths_to_mask(lengths, x.shape[0])[..., None]  # (T, N, 1)
         finals = [[] for _ in states]
         caches = []
         for layer in range(self.num_layers):
@@ -142,19 +160,28 @@ class RecurrentBase(Module):
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 # The reverse direction is the same recurrence on the time-reversed sequence.
-                sequence = x[::-1] if direction else x  # (T, N, in_k)
+                sequence = self.reverse_time(x, lengths) if direction else x  # (T, N, in_k)
                 out, final, cache = self.forward_direction(sequence, tuple(s[index] for s in states),
-                                                           self.parameter_names(layer, direction))
-                outputs.append(out[::-1] if direction else out)
+                                                           self.parameter_names(layer, direction), mask)
+                outputs.append(self.reverse_time(out, lengths) if direction else out)
                 caches.append(cache)
                 for part, value in zip(finals, final):
                     part.append(value)
             x = np.concatenate(outputs, axis=-1)  # (T, N, D*H)
         return x, tuple(np.stack(part) for part in finals), caches
 
-    def forward_direction(self, x: np.ndarray, state: tuple, names: tuple) -> tuple[np.ndarray, tuple, tuple]:
-        """One layer, one direction over time: ``(T, N, H)`` outputs, the final state, the cache."""
+    def reverse_time(self, x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        """``(T, N, ...)`` in reversed time: the whole axis, or each sequence within its length."""
+        return x[::-1] if lengths is None else reverse_padded(x, lengths)
+
+    def forward_direction(self, x: np.ndarray, state: tuple, names: tuple,
+                          mask: np.ndarray | None = None) -> tuple[np.ndarray, tuple, tuple]:
+        """One layer, one direction over time: ``(T, N, H)`` outputs, the final state, the cache.
+        ``mask`` ``(T, N, 1)`` marks the real steps; a padded one keeps the state and outputs 0."""
         w_ih, w_hh, b_ih, b_hh = (self.params.get(name) for name in names)
+        if mask is not None:
+            # Padding never reaches the cell: whatever it holds (even NaN), the state stays finite.
+            x = np.where(mask, x, 0.0).astype(self.dtype, copy=False)  # (T, N, in)
         steps, batch, features = x.shape
         # Every step's input projection in one GEMM: only the recurrent part must wait for h_{t-1}
         # (sizes spelled out: -1 is ambiguous in an empty batch).
@@ -169,10 +196,14 @@ class RecurrentBase(Module):
             h_proj = state[0] @ w_hh.T  # (N, G*H)
             if b_hh is not None:
                 h_proj += b_hh
-            state, cell_cache = self.cell_forward(x_proj[t], h_proj, state)
-            output[t] = state[0]
+            new_state, cell_cache = self.cell_forward(x_proj[t], h_proj, state)
+            if mask is not None:
+                # A finished sequence keeps its last real state (h_n, c_n) and outputs 0 (the padding).
+                new_state = tuple(np.where(mask[t], new, old) for new, old in zip(new_state, state))
+            state = new_state
+            output[t] = state[0] if mask is None else np.where(mask[t], state[0], 0.0)
             cell_caches.append(cell_cache)
-        return output, state, (x, h_prev, cell_caches, names)
+        return output, state, (x, h_prev, cell_caches, names, mask)
 
     def cell_forward(self, x_proj: np.ndarray, h_proj: np.ndarray, state: tuple) -> tuple[tuple, object]:
         raise NotImplementedError
@@ -183,7 +214,7 @@ class RecurrentBase(Module):
     def _backward_layers(self, grad_output: np.ndarray | None, grad_finals: tuple):
         """Backpropagate one ``run_layers`` call: the input gradient, and, if ``hx`` was given, the
         tuple of its parts' gradients as well (``None`` cotangents mean zeros)."""
-        caches, unbatched, hx_given = self.saved_for_backward()
+        caches, unbatched, hx_given, lengths = self.saved_for_backward()
         steps, batch = caches[0][0].shape[:2]
         width = self.num_directions * self.hidden_size
         if grad_output is None:
@@ -193,15 +224,17 @@ class RecurrentBase(Module):
         stacked = (self.num_layers * self.num_directions, batch, self.hidden_size)
         grad_finals = tuple(np.zeros(stacked, self.dtype) if g is None else g[:, None] if unbatched else g
                             for g in grad_finals)
-        grad_x, grad_initial = self._backward_layer_stack(grad_output, grad_finals, caches)
+        grad_x, grad_initial = self._backward_layer_stack(grad_output, grad_finals, caches, lengths)
         grad_x = grad_x[:, 0] if unbatched else grad_x.swapaxes(0, 1) if self.batch_first else grad_x
         if not hx_given:
             return grad_x
         return grad_x, tuple(g[:, 0] if unbatched else g for g in grad_initial)
 
-    def _backward_layer_stack(self, grad_output: np.ndarray, grad_finals: tuple, caches: list) -> tuple[np.ndarray, tuple]:
+    def _backward_layer_stack(self, grad_output: np.ndarray, grad_finals: tuple, caches: list,
+                              lengths: np.ndarray | None = None) -> tuple[np.ndarray, tuple]:
         """Layers top-down: each direction's BPTT gives its share of the layer input's gradient
-        (the two directions' shares add) and the gradient of its initial state."""
+        (the two directions' shares add) and the gradient of its initial state. The reversal is
+        its own inverse (a permutation of the steps that undoes itself), so it is its own backward."""
         grad_initial = tuple(np.empty_like(g) for g in grad_finals)
         hidden = self.hidden_size
         for layer in reversed(range(self.num_layers)):
@@ -209,9 +242,10 @@ class RecurrentBase(Module):
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 grad_out = grad_output[..., direction * hidden:(direction + 1) * hidden]  # (T, N, H)
-                grad_x, grad_state = self._backward_direction(grad_out[::-1] if direction else grad_out,
-                                                             tuple(g[index] for g in grad_finals), caches[index])
-                grad_input = grad_input + (grad_x[::-1] if direction else grad_x)
+                grad_x, grad_state = self._backward_direction(
+                    self.reverse_time(grad_out, lengths) if direction else grad_out,
+                    tuple(g[index] for g in grad_finals), caches[index])
+                grad_input = grad_input + (self.reverse_time(grad_x, lengths) if direction else grad_x)
                 for part, value in zip(grad_initial, grad_state):
                     part[index] = value
             grad_output = grad_input
@@ -219,19 +253,30 @@ class RecurrentBase(Module):
 
     def _backward_direction(self, grad_out: np.ndarray, grad_state: tuple, cache: tuple) -> tuple[np.ndarray, tuple]:
         """BPTT of one layer and direction: loop backwards over time, then the weight gradients as
-        GEMMs over all ``T * N`` rows at once."""
-        x, h_prev, cell_caches, names = cache
+        GEMMs over all ``T * N`` rows at once. At a padded step (``mask`` False) the state's
+        cotangent skips the cell, which gets none, and the output's cotangent is dropped."""
+        x, h_prev, cell_caches, names, mask = cache
         w_ih, w_hh, b_ih, b_hh = names
         steps, batch, features = x.shape
         rows = self.gate_count * self.hidden_size
         grad_x_proj = np.empty((steps, batch, rows), self.dtype)  # (T, N, G*H)
         grad_h_proj = np.empty_like(grad_x_proj)  # (T, N, G*H)
+        if mask is not None:
+            grad_out = np.where(mask, grad_out, 0.0)  # (T, N, H): the padded outputs are constants
         for t in reversed(range(steps)):
             # h_t feeds the output at t and the next step: both cotangents add.
             grad_state = (grad_state[0] + grad_out[t], *grad_state[1:])
-            grad_x_proj[t], grad_h_proj[t], direct = self._cell_backward(grad_state, cell_caches[t])
+            grad_cell = grad_state if mask is None else tuple(np.where(mask[t], g, 0.0) for g in grad_state)
+            grad_x_proj[t], grad_h_proj[t], direct = self._cell_backward(grad_cell, cell_caches[t])
+            if mask is not None:
+                # Exactly 0 at padded steps, whatever the (unused) cell computed there.
+                grad_x_proj[t] = np.where(mask[t], grad_x_proj[t], 0.0)
+                grad_h_proj[t] = np.where(mask[t], grad_h_proj[t], 0.0)
             through_w_hh = grad_h_proj[t] @ self.params[w_hh]  # (N, H)
-            grad_state = (through_w_hh if direct[0] is None else direct[0] + through_w_hh, *direct[1:])
+            grad_prev = (through_w_hh if direct[0] is None else direct[0] + through_w_hh, *direct[1:])
+            # A padded step passed the state on unchanged: so does its cotangent.
+            grad_state = grad_prev if mask is None else tuple(np.where(mask[t], new, old)
+                                                              for new, old in zip(grad_prev, grad_state))
         flat_x_proj = grad_x_proj.reshape(steps * batch, rows)  # (T*N, G*H)
         flat_h_proj = grad_h_proj.reshape(steps * batch, rows)  # (T*N, G*H)
         self.grads[w_ih] += flat_x_proj.T @ x.reshape(steps * batch, features)  # (G*H, in)
@@ -239,6 +284,7 @@ class RecurrentBase(Module):
         if self.bias:
             self.grads[b_ih] += flat_x_proj.sum(axis=0)  # (G*H,)
             self.grads[b_hh] += flat_h_proj.sum(axis=0)  # (G*H,)
+        # Rows of padded steps are 0 in flat_x_proj, so their input gradient is exactly 0.
         grad_x = (flat_x_proj @ self.params[w_ih]).reshape(steps, batch, features)  # (T, N, in)
         return grad_x, grad_state
 
@@ -246,9 +292,9 @@ class RecurrentBase(Module):
 class RNN(RecurrentBase):
     r"""``torch.nn.RNN``: :math:`h_t = \phi(x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh})`.
 
-    ``forward(input, hx=None) -> (output, h_n)``: ``input`` ``(T, N, in)`` (``(N, T, in)`` with
-    ``batch_first``, or unbatched ``(T, in)``), ``hx`` and ``h_n`` ``(L*D, N, H)``, ``output``
-    ``(T, N, D*H)``. ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
+    ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`RecurrentBase`):
+    ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``. ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
     ``(grad_input, grad_hx)`` when ``hx`` was given. ``dropout`` must be 0
     (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """
@@ -259,14 +305,6 @@ class RNN(RecurrentBase):
         check_choice("RNN", "nonlinearity", nonlinearity, ("tanh", "relu"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, rng)
         self.nonlinearity = nonlinearity
-
-    def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,))
-        return output, h_n
-
-    def backward(self, grad_output: np.ndarray | None, grad_h_n: np.ndarray | None = None):
-        grads = self._backward_layers(grad_output, (grad_h_n,))
-        return grads if isinstance(grads, np.ndarray) else (grads[0], grads[1][0])
 
     def cell_forward(self, x_proj: np.ndarray, h_proj: np.ndarray, state: tuple) -> tuple[tuple, np.ndarray]:
         z = x_proj + h_proj  # (N, H)
