@@ -29,16 +29,13 @@ from .rnn import RecurrentBase
 class GRU(RecurrentBase):
     r"""``torch.nn.GRU``: gates [r, z, n], :math:`h' = n + z \odot (h - n)` (see the module docstring).
 
-    ``forward(input, hx=None) -> (output, h_n)``: ``input`` ``(T, N, in)`` (``(N, T, in)`` with
-    ``batch_first``, or unbatched ``(T, in)``), ``hx`` and ``h_n`` ``(L*D, N, H)``, ``output``
-    ``(T, N, D*H)``. ``dropout`` must be 0 (see ``DROPOUT_REASON``).
+    ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`~.rnn.RecurrentBase`):
+    ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)`` int64 for a padded
+    batch (day 26). ``dropout`` must be 0 (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """
 
     gate_count = 3
-
-    def forward(self, input: tf.Tensor, hx: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,))
-        return output, h_n
 
     def cell_forward(self, x_proj: tf.Tensor, h_proj: tf.Tensor, state: tuple) -> tuple:
         h = state[0]  # (N, H)

@@ -26,9 +26,10 @@ class LSTM(RecurrentBase):
     r"""``torch.nn.LSTM`` (no projection): gates i, f, g, o stacked in ``(4H, in)`` and ``(4H, H)``
     matrices, two biases, under torch's names (``weight_ih_l0``, …, ``_reverse``).
 
-    ``forward(input, hx=None) -> (output, (h_n, c_n))``: ``input`` ``(T, N, in)`` (``(N, T, in)``
-    with ``batch_first``, or unbatched ``(T, in)``), ``hx = (h_0, c_0)`` each ``(L*D, N, H)``,
-    ``output`` ``(T, N, D*H)``.
+    ``forward(input, hx=None, lengths=None) -> (output, (h_n, c_n))``: ``input`` ``(T, N, in)``
+    (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx = (h_0, c_0)`` each
+    ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)`` int64 for a padded batch
+    (day 26).
     """
 
     gate_count = 4
@@ -41,10 +42,11 @@ class LSTM(RecurrentBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, rng)
         self.proj_size = proj_size
 
-    def forward(self, input: tf.Tensor, hx: tuple | None = None) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
+    def forward(self, input: tf.Tensor, hx: tuple | None = None,
+                lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"LSTM: hx must be None or a pair (h_0, c_0), got {type(hx).__name__}")
-        output, (h_n, c_n) = self.run_layers(input, None if hx is None else tuple(hx))
+        output, (h_n, c_n) = self.run_layers(input, None if hx is None else tuple(hx), lengths)
         return output, (h_n, c_n)
 
     def cell_forward(self, x_proj: tf.Tensor, h_proj: tf.Tensor, state: tuple) -> tuple:

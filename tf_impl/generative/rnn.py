@@ -17,7 +17,9 @@ Sequences keep torch's ``(T, N, F)`` layout here too (channels-last is about ima
 are stored canonically, ``(G*H, in)``, and multiplied with ``transpose_b``; Keras's
 ``SimpleRNN`` stores their transposes and one summed bias (see the day page). The loop over time
 is a Python loop: eager, or unrolled when traced by ``tf.function`` (the length is static).
-``keras.layers.SimpleRNN`` is the reference, never called here.
+``keras.layers.SimpleRNN`` is the reference, never called here. Padded batches of variable-length
+sequences (``lengths``, with the reverse direction reversed within each sequence's length) are day
+26's (:mod:`.bidirectional`).
 """
 from __future__ import annotations
 
@@ -27,10 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from ml100.checks import (RNN_DROPOUT_REASON, check_bool, check_choice, check_fraction, check_input, check_int,
-                          check_rng, check_sequence_length, check_unsupported)
+                          check_lengths, check_rng, check_sequence_length, check_unsupported)
 
 from ..foundations import init
 from ..module import Module, tf_dtype
+from .bidirectional import lengths_to_mask, reverse_padded
 
 class RecurrentBase(Module):
     r"""Stacked, optionally bidirectional recurrent layers; a subclass supplies the cell.
@@ -82,9 +85,15 @@ class RecurrentBase(Module):
         suffix = f"l{layer}" + ("_reverse" if direction else "")
         return f"weight_ih_{suffix}", f"weight_hh_{suffix}", f"bias_ih_{suffix}", f"bias_hh_{suffix}"
 
-    def run_layers(self, input: tf.Tensor, hx: tuple | None) -> tuple[tf.Tensor, tuple]:
+    def forward(self, input: tf.Tensor, hx: tf.Tensor | None = None,
+                lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,), lengths)
+        return output, h_n
+
+    def run_layers(self, input: tf.Tensor, hx: tuple | None, lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
         """Check and lay out the inputs, run every layer and direction; ``(output, final states)``
-        in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros)."""
+        in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros;
+        ``lengths`` ``(N,)`` int64 or ``None`` when every sequence fills the ``T`` steps)."""
         owner = type(self).__name__
         check_input(owner, "input", input.shape, input.dtype, expected_dtype=self.dtype, ndim=(2, 3),
                     last_dim=self.input_size)
@@ -92,8 +101,10 @@ class RecurrentBase(Module):
         unbatched = input.shape.rank == 2
         # Time-major (T, N, in) inside; an unbatched (T, in) sequence is a batch of one.
         x = input[:, None] if unbatched else tf.transpose(input, (1, 0, 2)) if self.batch_first else input  # (T, N, in)
+        if lengths is not None:
+            check_lengths(owner, np.asarray(lengths), None if unbatched else x.shape[1], x.shape[0])
         states = self.initial_states(hx, x.shape[1], unbatched)
-        output, finals = self.forward_layers(x, states)
+        output, finals = self.forward_layers(x, states, lengths)
         output = output[:, 0] if unbatched else tf.transpose(output, (1, 0, 2)) if self.batch_first else output
         finals = tuple(final[:, 0] if unbatched else final for final in finals)
         return output, finals
@@ -108,27 +119,37 @@ class RecurrentBase(Module):
             check_input(type(self).__name__, name, part.shape, part.dtype, expected_dtype=self.dtype, shape_like=shape)
         return tuple(part[:, None] if unbatched else part for part in hx)
 
-    def forward_layers(self, x: tf.Tensor, states: tuple) -> tuple[tf.Tensor, tuple]:
+    def forward_layers(self, x: tf.Tensor, states: tuple, lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
         """Layers bottom-up, each direction on its own weights: ``(T, N, D*H)`` output and the final
         states stacked ``(L*D, N, H)``."""
+        mask = None if lengths is None else lengths_to_mask(lengths, x.shape[0])[..., None]  # (T, N, 1)
         finals = [[] for _ in states]
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 # The reverse direction is the same recurrence on the time-reversed sequence.
-                sequence = tf.reverse(x, [0]) if direction else x  # (T, N, in_k)
+                sequence = self.reverse_time(x, lengths) if direction else x  # (T, N, in_k)
                 out, final = self.forward_direction(sequence, tuple(s[index] for s in states),
-                                                    self.parameter_names(layer, direction))
-                outputs.append(tf.reverse(out, [0]) if direction else out)
+                                                    self.parameter_names(layer, direction), mask)
+                outputs.append(self.reverse_time(out, lengths) if direction else out)
                 for part, value in zip(finals, final):
                     part.append(value)
             x = tf.concat(outputs, axis=-1)  # (T, N, D*H)
         return x, tuple(tf.stack(part) for part in finals)
 
-    def forward_direction(self, x: tf.Tensor, state: tuple, names: tuple) -> tuple[tf.Tensor, tuple]:
-        """One layer, one direction over time: ``(T, N, H)`` outputs and the final state."""
+    def reverse_time(self, x: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
+        """``(T, N, ...)`` in reversed time: the whole axis, or each sequence within its length."""
+        return tf.reverse(x, [0]) if lengths is None else reverse_padded(x, lengths)
+
+    def forward_direction(self, x: tf.Tensor, state: tuple, names: tuple,
+                          mask: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
+        """One layer, one direction over time: ``(T, N, H)`` outputs and the final state.
+        ``mask`` ``(T, N, 1)`` marks the real steps; a padded one keeps the state and outputs 0."""
         w_ih, w_hh, b_ih, b_hh = (self.params.get(name) for name in names)
+        if mask is not None:
+            # Padding never reaches the cell: whatever it holds (even NaN), the state stays finite.
+            x = tf.where(mask, x, tf.zeros_like(x))  # (T, N, in)
         steps, batch, features = x.shape
         # Every step's input projection in one matmul: only the recurrent part must wait for h_{t-1}
         # (sizes spelled out: -1 is ambiguous in an empty batch).
@@ -141,8 +162,12 @@ class RecurrentBase(Module):
             h_proj = tf.matmul(state[0], w_hh, transpose_b=True)  # (N, G*H)
             if b_hh is not None:
                 h_proj = h_proj + b_hh
-            state = self.cell_forward(x_proj[t], h_proj, state)
-            output.append(state[0])
+            new_state = self.cell_forward(x_proj[t], h_proj, state)
+            if mask is not None:
+                # A finished sequence keeps its last real state (h_n, c_n) and outputs 0 (the padding).
+                new_state = tuple(tf.where(mask[t], new, old) for new, old in zip(new_state, state))
+            state = new_state
+            output.append(state[0] if mask is None else tf.where(mask[t], state[0], tf.zeros_like(state[0])))
         return tf.stack(output), state  # (T, N, H)
 
     def cell_forward(self, x_proj: tf.Tensor, h_proj: tf.Tensor, state: tuple) -> tuple:
@@ -152,9 +177,9 @@ class RecurrentBase(Module):
 class RNN(RecurrentBase):
     r"""``torch.nn.RNN``: :math:`h_t = \phi(x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh})`.
 
-    ``forward(input, hx=None) -> (output, h_n)``: ``input`` ``(T, N, in)`` (``(N, T, in)`` with
-    ``batch_first``, or unbatched ``(T, in)``), ``hx`` and ``h_n`` ``(L*D, N, H)``, ``output``
-    ``(T, N, D*H)``. ``dropout`` must be 0 (see ``ml100.checks.RNN_DROPOUT_REASON``).
+    ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`RecurrentBase`):
+    ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``. ``dropout`` must be 0 (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
@@ -163,10 +188,6 @@ class RNN(RecurrentBase):
         check_choice("RNN", "nonlinearity", nonlinearity, ("tanh", "relu"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, rng)
         self.nonlinearity = nonlinearity
-
-    def forward(self, input: tf.Tensor, hx: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,))
-        return output, h_n
 
     def cell_forward(self, x_proj: tf.Tensor, h_proj: tf.Tensor, state: tuple) -> tuple:
         z = x_proj + h_proj  # (N, H)

@@ -14,7 +14,9 @@ Autograd unrolls the loop over time and derives BPTT, which the NumPy tree write
 :math:`\partial L/\partial W_{hh} = \sum_t \bar z_t^\top h_{t-1}`.
 
 The layers × directions machinery lives once in :class:`RecurrentBase`; the RNN, the LSTM (day 24)
-and the GRU (day 25) only supply their cell. ``torch.nn.RNN`` is the reference, never called here.
+and the GRU (day 25) only supply their cell. Padded batches of variable-length sequences
+(``lengths``, with the reverse direction reversed within each sequence's length) are day 26's
+(:mod:`.bidirectional`). ``torch.nn.RNN`` is the reference, never called here.
 """
 from __future__ import annotations
 
@@ -25,10 +27,11 @@ import torch
 from torch import nn
 
 from ml100.checks import (RNN_DROPOUT_REASON, check_bool, check_choice, check_fraction, check_input, check_int,
-                          check_rng, check_sequence_length, check_unsupported)
+                          check_lengths, check_rng, check_sequence_length, check_unsupported)
 
 from ..foundations import init
 from ..module import Module, torch_dtype
+from .bidirectional import lengths_to_mask, reverse_padded
 
 class RecurrentBase(Module):
     r"""Stacked, optionally bidirectional recurrent layers; a subclass supplies the cell.
@@ -79,9 +82,15 @@ class RecurrentBase(Module):
         suffix = f"l{layer}" + ("_reverse" if direction else "")
         return f"weight_ih_{suffix}", f"weight_hh_{suffix}", f"bias_ih_{suffix}", f"bias_hh_{suffix}"
 
-    def run_layers(self, input: torch.Tensor, hx: tuple | None) -> tuple[torch.Tensor, tuple]:
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,), lengths)
+        return output, h_n
+
+    def run_layers(self, input: torch.Tensor, hx: tuple | None, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
         """Check and lay out the inputs, run every layer and direction; ``(output, final states)``
-        in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros)."""
+        in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros;
+        ``lengths`` ``(N,)`` int64 or ``None`` when every sequence fills the ``T`` steps)."""
         owner = type(self).__name__
         check_input(owner, "input", input.shape, input.dtype, expected_dtype=self.dtype, ndim=(2, 3),
                     last_dim=self.input_size)
@@ -89,8 +98,10 @@ class RecurrentBase(Module):
         unbatched = input.ndim == 2
         # Time-major (T, N, in) inside; an unbatched (T, in) sequence is a batch of one.
         x = input[:, None] if unbatched else input.transpose(0, 1) if self.batch_first else input  # (T, N, in)
+        if lengths is not None:
+            check_lengths(owner, np.asarray(lengths), None if unbatched else x.shape[1], x.shape[0])
         states = self.initial_states(hx, x.shape[1], unbatched)
-        output, finals = self.forward_layers(x, states)
+        output, finals = self.forward_layers(x, states, lengths)
         output = output[:, 0] if unbatched else output.transpose(0, 1) if self.batch_first else output
         finals = tuple(final[:, 0] if unbatched else final for final in finals)
         return output, finals
@@ -105,27 +116,37 @@ class RecurrentBase(Module):
             check_input(type(self).__name__, name, part.shape, part.dtype, expected_dtype=self.dtype, shape_like=shape)
         return tuple(part[:, None] if unbatched else part for part in hx)
 
-    def forward_layers(self, x: torch.Tensor, states: tuple) -> tuple[torch.Tensor, tuple]:
+    def forward_layers(self, x: torch.Tensor, states: tuple, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
         """Layers bottom-up, each direction on its own weights: ``(T, N, D*H)`` output and the final
         states stacked ``(L*D, N, H)``."""
+        mask = None if lengths is None else lengths_to_mask(lengths, x.shape[0])[..., None]  # (T, N, 1)
         finals = [[] for _ in states]
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 # The reverse direction is the same recurrence on the time-reversed sequence.
-                sequence = x.flip(0) if direction else x  # (T, N, in_k)
+                sequence = self.reverse_time(x, lengths) if direction else x  # (T, N, in_k)
                 out, final = self.forward_direction(sequence, tuple(s[index] for s in states),
-                                                    self.parameter_names(layer, direction))
-                outputs.append(out.flip(0) if direction else out)
+                                                    self.parameter_names(layer, direction), mask)
+                outputs.append(self.reverse_time(out, lengths) if direction else out)
                 for part, value in zip(finals, final):
                     part.append(value)
             x = torch.cat(outputs, dim=-1)  # (T, N, D*H)
         return x, tuple(torch.stack(part) for part in finals)
 
-    def forward_direction(self, x: torch.Tensor, state: tuple, names: tuple) -> tuple[torch.Tensor, tuple]:
-        """One layer, one direction over time: ``(T, N, H)`` outputs and the final state."""
+    def reverse_time(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``(T, N, ...)`` in reversed time: the whole axis, or each sequence within its length."""
+        return x.flip(0) if lengths is None else reverse_padded(x, lengths)
+
+    def forward_direction(self, x: torch.Tensor, state: tuple, names: tuple,
+                          mask: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
+        """One layer, one direction over time: ``(T, N, H)`` outputs and the final state.
+        ``mask`` ``(T, N, 1)`` marks the real steps; a padded one keeps the state and outputs 0."""
         w_ih, w_hh, b_ih, b_hh = (getattr(self, name, None) for name in names)
+        if mask is not None:
+            # Padding never reaches the cell: whatever it holds (even NaN), the state stays finite.
+            x = torch.where(mask, x, 0.0)  # (T, N, in)
         # Every step's input projection in one matmul: only the recurrent part must wait for h_{t-1}.
         x_proj = x @ w_ih.T  # (T, N, G*H)
         if b_ih is not None:
@@ -135,8 +156,12 @@ class RecurrentBase(Module):
             h_proj = state[0] @ w_hh.T  # (N, G*H)
             if b_hh is not None:
                 h_proj = h_proj + b_hh
-            state = self.cell_forward(x_proj[t], h_proj, state)
-            output.append(state[0])
+            new_state = self.cell_forward(x_proj[t], h_proj, state)
+            if mask is not None:
+                # A finished sequence keeps its last real state (h_n, c_n) and outputs 0 (the padding).
+                new_state = tuple(torch.where(mask[t], new, old) for new, old in zip(new_state, state))
+            state = new_state
+            output.append(state[0] if mask is None else torch.where(mask[t], state[0], 0.0))
         return torch.stack(output), state  # (T, N, H)
 
     def cell_forward(self, x_proj: torch.Tensor, h_proj: torch.Tensor, state: tuple) -> tuple:
@@ -146,9 +171,9 @@ class RecurrentBase(Module):
 class RNN(RecurrentBase):
     r"""``torch.nn.RNN``: :math:`h_t = \phi(x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh})`.
 
-    ``forward(input, hx=None) -> (output, h_n)``: ``input`` ``(T, N, in)`` (``(N, T, in)`` with
-    ``batch_first``, or unbatched ``(T, in)``), ``hx`` and ``h_n`` ``(L*D, N, H)``, ``output``
-    ``(T, N, D*H)``. ``dropout`` must be 0 (see ``ml100.checks.RNN_DROPOUT_REASON``).
+    ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`RecurrentBase`):
+    ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``. ``dropout`` must be 0 (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
@@ -157,10 +182,6 @@ class RNN(RecurrentBase):
         check_choice("RNN", "nonlinearity", nonlinearity, ("tanh", "relu"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, rng)
         self.nonlinearity = nonlinearity
-
-    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        output, (h_n,) = self.run_layers(input, None if hx is None else (hx,))
-        return output, h_n
 
     def cell_forward(self, x_proj: torch.Tensor, h_proj: torch.Tensor, state: tuple) -> tuple:
         z = x_proj + h_proj  # (N, H)
