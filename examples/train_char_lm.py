@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(__doc__)
     add_training_arguments(parser)
     # A few epochs of windows suffice here (the shared defaults suit the digits).
-    parser.set_defaults(epochs=3, batch_size=32, lr=3e-3)
+    parser.set_defaults(epochs=4, batch_size=32, lr=3e-3)
     # --embedding-dim, --hidden-size, --num-layers; the corpus fixes vocab_size.
     add_config_arguments(parser, CharLMConfig, skip=("vocab_size",))
     parser.add_argument("--seq-len", type=positive_int, default=64, help="characters per training window (BPTT length)")

@@ -38,7 +38,7 @@ CORPUS_MODULES = (
     "glob", "gzip", "heapq", "hmac", "html.parser", "http.client", "imaplib", "inspect", "ipaddress", "json",
     "logging", "mailbox", "numbers", "optparse", "pathlib", "pickle", "pprint", "queue", "random", "shlex",
     "shutil", "smtplib", "socketserver", "statistics", "string", "subprocess", "tarfile", "tempfile",
-    "textwrap", "threading", "tokenize", "typing", "unittest.case", "urllib.parse", "uuid", "zipfile",
+    "textwrap", "threading", "tokenize", "unittest.case", "urllib.parse", "uuid", "zipfile",
 )
 #: The characters the normalized corpus may hold.
 ALPHABET = string.ascii_lowercase + string.digits + " \n" + ".,;:!?'\"()[]{}<>-_=+*/%#&|@`~^$\\"
