@@ -329,7 +329,7 @@ def example(monkeypatch):
     (["--vocab-size", "9"], "unrecognized arguments: --vocab-size 9"),
     (["--min-len", "5", "--max-len", "4"], "argument --min-len: 5 is more than --max-len 4"),
     (["--min-len", "2", "--max-len", "2", "--train-size", "100", "--test-size", "20"],
-     "argument --train-size: 100 + --test-size 20 strings are more than the 110 digit strings of lengths 2-2"),
+     "argument --train-size: 100 + --test-size 20 strings are more than the 100 digit strings of lengths 2-2"),
     (["--no-attention", "--plot", "a.png"], "--plot draws the attention weights: it needs --attention"),
     (["--backend", "tf", "--compare"], "--compare trains every backend, so --backend tf would be ignored"),
     (["--train-size", "10"], "argument --batch-size: 64 is more than the 10 training strings"),
