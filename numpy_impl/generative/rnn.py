@@ -192,11 +192,14 @@ class RecurrentBase(Module):
         output = np.empty_like(h_prev)  # (T, N, H)
         cell_caches = []
         for t in range(steps):
-            h_prev[t] = state[0]
-            h_proj = state[0] @ w_hh.T  # (N, G*H)
+            # At a padded step the (discarded) cell sees a zero state: its local derivatives stay
+            # finite, so the zero cotangent it gets stays 0 even when the frozen state is inf/NaN.
+            cell_state = state if mask is None else tuple(np.where(mask[t], part, 0.0) for part in state)
+            h_prev[t] = cell_state[0]
+            h_proj = cell_state[0] @ w_hh.T  # (N, G*H)
             if b_hh is not None:
                 h_proj += b_hh
-            new_state, cell_cache = self.cell_forward(x_proj[t], h_proj, state)
+            new_state, cell_cache = self.cell_forward(x_proj[t], h_proj, cell_state)
             if mask is not None:
                 # A finished sequence keeps its last real state (h_n, c_n) and outputs 0 (the padding).
                 new_state = tuple(np.where(mask[t], new, old) for new, old in zip(new_state, state))
@@ -268,10 +271,6 @@ class RecurrentBase(Module):
             grad_state = (grad_state[0] + grad_out[t], *grad_state[1:])
             grad_cell = grad_state if mask is None else tuple(np.where(mask[t], g, 0.0) for g in grad_state)
             grad_x_proj[t], grad_h_proj[t], direct = self._cell_backward(grad_cell, cell_caches[t])
-            if mask is not None:
-                # Exactly 0 at padded steps, whatever the (unused) cell computed there.
-                grad_x_proj[t] = np.where(mask[t], grad_x_proj[t], 0.0)
-                grad_h_proj[t] = np.where(mask[t], grad_h_proj[t], 0.0)
             through_w_hh = grad_h_proj[t] @ self.params[w_hh]  # (N, H)
             grad_prev = (through_w_hh if direct[0] is None else direct[0] + through_w_hh, *direct[1:])
             # A padded step passed the state on unchanged: so does its cotangent.

@@ -8,7 +8,8 @@
 - :mod:`.trajectory` — N-step processes compared after every step (``check_trajectory``);
 - :mod:`.layouts` — NCHW <-> NHWC and each tree's tensor type, once;
 - :mod:`.special` — the special-values pass and the empty batch, run by ``check_parity``;
-- :mod:`.references` — reference runners per phase (``references.foundations``).
+- :mod:`.references` — reference runners per phase (``references.foundations``,
+  ``references.generative``: the recurrent layers' torch/Keras references and weight conversions).
 """
 from .case import (TREES, Case, build_model, build_models, random_weights, run_all_trees, run_one_tree, run_reference,
                    share_weights)
@@ -19,6 +20,9 @@ from .layouts import (NCHW_TO_NHWC, NHWC_TO_NCHW, channels_first, channels_last,
 from .protocol import FD_STEP, FD_TOLERANCE, check_parity, gradcheck_numpy
 from .references import (keras_dense_reference, tf_functional_reference, torch_functional_reference, torch_linear_reference,
                          torch_module_reference)
+from .references import (KERAS_GATE_ORDER, keras_gru_to_torch, keras_lstm_weights, keras_recurrent_reference,
+                         keras_simple_rnn_weights, lstm_with_state, recurrent_parameter_names, swap_gate_blocks,
+                         torch_gru_to_keras, torch_packed_reference)
 from .runners import Result, flatten, run_numpy, run_tf, run_torch, run_tree, tf_layout_call
 from .special import SPECIAL_PASSES, SpecialPass, check_special_values
 from .trajectory import Trajectory, check_trajectory, gradient_descent_curves
@@ -33,6 +37,8 @@ __all__ = [
     "FD_STEP", "FD_TOLERANCE", "check_parity", "gradcheck_numpy",
     "keras_dense_reference", "tf_functional_reference", "torch_functional_reference", "torch_linear_reference",
     "torch_module_reference",
+    "KERAS_GATE_ORDER", "keras_gru_to_torch", "keras_lstm_weights", "keras_recurrent_reference", "keras_simple_rnn_weights",
+    "lstm_with_state", "recurrent_parameter_names", "swap_gate_blocks", "torch_gru_to_keras", "torch_packed_reference",
     "Result", "flatten", "run_numpy", "run_tf", "run_torch", "run_tree", "tf_layout_call",
     "SPECIAL_PASSES", "SpecialPass", "check_special_values",
     "Trajectory", "check_trajectory", "gradient_descent_curves",

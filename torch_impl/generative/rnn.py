@@ -153,10 +153,13 @@ class RecurrentBase(Module):
             x_proj = x_proj + b_ih
         output = []
         for t in range(x.shape[0]):
-            h_proj = state[0] @ w_hh.T  # (N, G*H)
+            # At a padded step the (discarded) cell sees a zero state: its local derivatives stay
+            # finite, so the zero cotangent it gets stays 0 even when the frozen state is inf/NaN.
+            cell_state = state if mask is None else tuple(torch.where(mask[t], part, 0.0) for part in state)
+            h_proj = cell_state[0] @ w_hh.T  # (N, G*H)
             if b_hh is not None:
                 h_proj = h_proj + b_hh
-            new_state = self.cell_forward(x_proj[t], h_proj, state)
+            new_state = self.cell_forward(x_proj[t], h_proj, cell_state)
             if mask is not None:
                 # A finished sequence keeps its last real state (h_n, c_n) and outputs 0 (the padding).
                 new_state = tuple(torch.where(mask[t], new, old) for new, old in zip(new_state, state))
