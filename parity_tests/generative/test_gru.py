@@ -5,133 +5,24 @@ Keras stacks the gates [z, r, h] in the columns of a ``kernel`` ``(in, 3H)`` and
 ``recurrent_kernel`` ``(H, 3H)`` and keeps both biases in one ``bias`` ``(2, 3H)`` (input row,
 recurrent row); torch stacks [r, z, n] in the rows of ``weight_ih`` ``(3H, in)`` and
 ``weight_hh`` ``(3H, H)`` with two bias vectors. ``torch_gru_to_keras`` converts one layer and
-direction, ``keras_gru_to_torch`` converts back (weights and gradients). ``reset_after=False``, the
+direction, ``keras_gru_to_torch`` converts back (weights and gradients); they and the stacked Keras
+reference live in ``parity_tests/harness/references/generative.py``. ``reset_after=False``, the
 original GRU of Cho et al., is a different function: ``test_keras_reset_before_is_another_function``.
 """
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from parity_tests.harness import (TOLERANCES, TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
-                                  random_weights, run_tf, to_tree, torch_module_reference)
+                                  keras_gru_to_torch, keras_recurrent_reference, random_weights,
+                                  recurrent_parameter_names, to_tree, torch_gru_to_keras, torch_module_reference)
 
 MODULE = "generative.gru"
 IN, H, T, N = 3, 4, 3, 2
-
-#: Keras' position of each of torch's gate blocks [r, z, n]: Keras stacks [z, r, h]. A swap of the
-#: first two blocks, so the same permutation converts both ways.
-KERAS_GATE_ORDER = (1, 0, 2)
-
-
-def swap_gate_blocks(stacked: np.ndarray) -> np.ndarray:
-    """The three gate blocks along axis 0 reordered by ``KERAS_GATE_ORDER`` (torch <-> Keras)."""
-    blocks = np.split(stacked, 3, axis=0)
-    return np.concatenate([blocks[i] for i in KERAS_GATE_ORDER], axis=0)
-
-
-def torch_gru_to_keras(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
-    """One layer and direction of a torch GRU as ``keras.layers.GRU(reset_after=True)`` weights:
-    ``kernel`` ``(in, 3H)``, ``recurrent_kernel`` ``(H, 3H)``, ``bias`` ``(2, 3H)`` (input row,
-    then recurrent row; ``None`` without biases), gates [z, r, h]."""
-    kernel = swap_gate_blocks(weight_ih).T  # (in, 3H)
-    recurrent_kernel = swap_gate_blocks(weight_hh).T  # (H, 3H)
-    bias = None if bias_ih is None else np.stack([swap_gate_blocks(bias_ih), swap_gate_blocks(bias_hh)])  # (2, 3H)
-    return kernel, recurrent_kernel, bias
-
-
-def keras_gru_to_torch(kernel, recurrent_kernel, bias=None):
-    """The inverse of :func:`torch_gru_to_keras`, for weights or their gradients:
-    ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (the biases ``None`` without)."""
-    weight_ih, weight_hh = swap_gate_blocks(kernel.T), swap_gate_blocks(recurrent_kernel.T)  # (3H, in), (3H, H)
-    if bias is None:
-        return weight_ih, weight_hh, None, None
-    return weight_ih, weight_hh, swap_gate_blocks(bias[0]), swap_gate_blocks(bias[1])
-
-
-def parameter_names(layer: int, direction: int) -> tuple[str, str, str, str]:
-    """``torch.nn.GRU``'s names of one layer and direction, spelled out here, apart from the trees."""
-    suffix = f"l{layer}" + ("_reverse" if direction else "")
-    return f"weight_ih_{suffix}", f"weight_hh_{suffix}", f"bias_ih_{suffix}", f"bias_hh_{suffix}"
-
-
-def keras_gru_reference(num_layers=1, bias=True, batch_first=False, bidirectional=False, differentiable=("input",)):
-    """``keras.layers.GRU(reset_after=True)``, one per layer and direction, stacked as torch stacks
-    them: the reverse direction runs with ``go_backwards`` (its output comes back in reversed time
-    and is flipped), the two directions' outputs are concatenated, ``hx[k*D + d]`` is the initial
-    state of layer ``k``'s direction ``d`` and the final states stack into ``h_n`` ``(L*D, N, H)``.
-    Keras takes ``(N, T, F)``: time-major and unbatched inputs are laid out at the edge."""
-    directions = 2 if bidirectional else 1
-    # Built once per dtype and reloaded on every run: building Keras layers dominates the cost.
-    built = {}
-
-    def build(dtype):
-        layers = {}
-        for layer in range(num_layers):
-            width = IN if layer == 0 else directions * H
-            for direction in range(directions):
-                gru = keras.layers.GRU(H, return_sequences=True, return_state=True, reset_after=True, use_bias=bias,
-                                       go_backwards=bool(direction), dtype=dtype)
-                gru.build((None, None, width))
-                layers[layer, direction] = gru
-        return layers
-
-    def run(state, inputs, cotangents, dtype):
-        layers = built[dtype] = built.get(dtype) or build(dtype)
-        params = {}
-        for layer in range(num_layers):
-            for direction in range(directions):
-                names = parameter_names(layer, direction)
-                gru = layers[layer, direction]
-                kernel, recurrent_kernel, keras_bias = torch_gru_to_keras(*(state.get(name) for name in names))
-                gru.cell.kernel.assign(kernel)
-                gru.cell.recurrent_kernel.assign(recurrent_kernel)
-                params[f"{names[0]}|kernel"] = gru.cell.kernel
-                params[f"{names[0]}|recurrent_kernel"] = gru.cell.recurrent_kernel
-                if bias:
-                    gru.cell.bias.assign(keras_bias)
-                    params[f"{names[0]}|bias"] = gru.cell.bias
-
-        def call(input, hx=None):
-            unbatched = input.shape.rank == 2
-            # Keras' layout: (N, T, F), a batch of one for an unbatched sequence.
-            x = input[None] if unbatched else input if batch_first else tf.transpose(input, (1, 0, 2))  # (N, T, F)
-            h0 = None if hx is None else hx[:, None] if unbatched else hx  # (L*D, N, H)
-            finals = []
-            for layer in range(num_layers):
-                outputs = []
-                for direction in range(directions):
-                    index = layer * directions + direction
-                    initial = None if h0 is None else [h0[index]]
-                    out, final = layers[layer, direction](x, initial_state=initial)  # (N, T, H), (N, H)
-                    outputs.append(tf.reverse(out, [1]) if direction else out)
-                    finals.append(final)
-                x = tf.concat(outputs, axis=-1)  # (N, T, D*H)
-            h_n = tf.stack(finals)  # (L*D, N, H)
-            if unbatched:
-                return x[0], h_n[:, 0]
-            return (x if batch_first else tf.transpose(x, (1, 0, 2))), h_n
-
-        def to_canonical(grads):
-            out = {}
-            for layer in range(num_layers):
-                for direction in range(directions):
-                    names = parameter_names(layer, direction)
-                    native = [grads.get(f"{names[0]}|{part}") for part in ("kernel", "recurrent_kernel", "bias")]
-                    native = [None if g is None else np.asarray(g) for g in native]
-                    for name, value in zip(names, keras_gru_to_torch(*native)):
-                        if value is not None:
-                            out[name] = value
-            return out
-
-        return run_tf(call, inputs, differentiable, cotangents, params, to_canonical)
-
-    return run
-
 
 def gru_case(num_layers=1, bias=True, batch_first=False, bidirectional=False, with_hx=False, unbatched=False,
              steps=T, batch=N, keras_reference=True):
@@ -149,7 +40,7 @@ def gru_case(num_layers=1, bias=True, batch_first=False, bidirectional=False, wi
 
     references = {"torch.nn.GRU": torch_module_reference(lambda dtype: torch.nn.GRU(IN, H, **kwargs), differentiable)}
     if keras_reference:
-        references["keras.layers.GRU"] = keras_gru_reference(**kwargs, differentiable=differentiable)
+        references["keras.layers.GRU"] = keras_recurrent_reference("gru", IN, H, **kwargs, differentiable=differentiable)
     return Case(
         module=MODULE,
         build=lambda m, dtype, rng: m.GRU(IN, H, **kwargs, dtype=dtype, rng=rng),
@@ -223,7 +114,7 @@ def keras_gru_output(state, x, reset_after):
     with ``reset_after=False`` there is one bias per gate, so the two torch biases are summed."""
     gru = keras.layers.GRU(H, return_sequences=True, reset_after=reset_after, dtype="float64")
     gru.build(x.shape)
-    kernel, recurrent_kernel, bias = torch_gru_to_keras(*(state[name] for name in parameter_names(0, 0)))
+    kernel, recurrent_kernel, bias = torch_gru_to_keras(*(state[name] for name in recurrent_parameter_names(0, 0)))
     gru.cell.kernel.assign(kernel)
     gru.cell.recurrent_kernel.assign(recurrent_kernel)
     gru.cell.bias.assign(bias if reset_after else bias.sum(axis=0))

@@ -5,25 +5,10 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, random_weights,
-                                  run_tf, run_torch)
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, keras_lstm_weights,
+                                  lstm_with_state, random_weights, run_tf, run_torch)
 
 IN, HIDDEN, STEPS, BATCH = 3, 4, 5, 2
-
-
-def lstm_with_state(m, *args, **kwargs):
-    """The tree's ``LSTM`` taking ``(x, h_0, c_0)`` as three inputs (the harness passes arrays, not
-    the pair ``hx``) and, in NumPy, returning the three input gradients flat."""
-    class LSTM(m.LSTM):
-        def forward(self, x, h_0, c_0):
-            return super().forward(x, (h_0, c_0))
-
-        if hasattr(m.LSTM, "backward"):
-            def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
-                grad_x, (grad_h_0, grad_c_0) = super().backward(grad_output, grad_h_n, grad_c_n)
-                return grad_x, grad_h_0, grad_c_0
-
-    return LSTM(*args, **kwargs)
 
 
 def torch_lstm_reference(with_hx: bool, **options):
@@ -35,14 +20,6 @@ def torch_lstm_reference(with_hx: bool, **options):
         return run_torch(call, inputs, tuple(inputs), cotangents, params=dict(module.named_parameters()))
 
     return run
-
-
-def keras_lstm_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical -> Keras ``LSTM``: ``kernel = W_ih.T`` ``(in, 4H)``, ``recurrent_kernel = W_hh.T``
-    ``(H, 4H)``, one ``bias = b_ih + b_hh``. The gate blocks need no reordering: Keras's i, f, c, o
-    is torch's i, f, g, o (proved by this parity, which a swapped block would break)."""
-    return (state[f"weight_ih_{suffix}"].T, state[f"weight_hh_{suffix}"].T,
-            state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"])
 
 
 def keras_lstm_reference(batch_first: bool, with_hx: bool, bidirectional: bool = False):

@@ -7,17 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, random_weights,
-                                  run_tf, torch_module_reference)
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
+                                  keras_simple_rnn_weights, random_weights, run_tf, torch_module_reference)
 
 IN, HIDDEN, STEPS, BATCH = 3, 4, 5, 2
-
-
-def keras_simple_rnn_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical -> Keras ``SimpleRNN``: ``kernel = W_ih.T`` ``(in, H)``, ``recurrent_kernel = W_hh.T``
-    ``(H, H)``, and one bias, ``b_ih + b_hh`` (Keras adds a single bias per step)."""
-    return (state[f"weight_ih_{suffix}"].T, state[f"weight_hh_{suffix}"].T,
-            state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"])
 
 
 def keras_simple_rnn_reference(activation: str, batch_first: bool, with_hx: bool, bidirectional: bool = False):
