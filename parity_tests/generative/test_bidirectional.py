@@ -194,6 +194,39 @@ def test_keras_repeats_the_previous_output_at_masked_steps_by_default():
     assert np.all(zero_output[0, 2:] == 0.0)
 
 
+def test_numpy_lstm_used_twice_with_lengths_sums_both_uses_as_autograd():
+    """One NumPy LSTM run twice on padded batches (the second run on the first one's output and
+    final states, other lengths), backpropagated in reverse order: every gradient equals autograd's
+    on the torch tree's twin (caches stack, lengths included)."""
+    rng = np.random.default_rng(9)
+    options = dict(num_layers=2, bidirectional=True, dtype="float64")
+    numpy_lstm = get_module("numpy", "generative.lstm").LSTM(2 * H, H, **options)
+    torch_lstm = get_module("torch", "generative.lstm").LSTM(2 * H, H, **options)
+    state = random_weights(numpy_lstm.canonical_state_dict(), rng)
+    numpy_lstm.load_canonical_state_dict(state)
+    torch_lstm.load_canonical_state_dict(state)
+    first, second = np.array(LENGTHS, np.int64), np.array([T, 1, 3], np.int64)
+    x = rng.standard_normal((T, len(LENGTHS), 2 * H))
+    h0, c0 = rng.standard_normal((2, 4, len(LENGTHS), H))
+    g_y1, g_y2 = rng.standard_normal((2, T, len(LENGTHS), 2 * H))
+    g_h2, g_c2 = rng.standard_normal((2, 4, len(LENGTHS), H))
+
+    numpy_lstm.zero_grad()
+    y1, (h1, c1) = numpy_lstm(x, (h0, c0), first)
+    numpy_lstm(y1, (h1, c1), second)
+    g_from_second, (g_h1, g_c1) = numpy_lstm.backward(g_y2, g_h2, g_c2)
+    g_x, (g_h0, g_c0) = numpy_lstm.backward(g_y1 + g_from_second, g_h1, g_c1)
+
+    x_t, h0_t, c0_t = (torch.tensor(v, requires_grad=True) for v in (x, h0, c0))
+    y1_t, (h1_t, c1_t) = torch_lstm(x_t, (h0_t, c0_t), torch.from_numpy(first))
+    y2_t, (h2_t, c2_t) = torch_lstm(y1_t, (h1_t, c1_t), torch.from_numpy(second))
+    sum((t * torch.from_numpy(g)).sum() for t, g in ((y1_t, g_y1), (y2_t, g_y2), (h2_t, g_h2), (c2_t, g_c2))).backward()
+    pairs = {"input": (g_x, x_t.grad), "h_0": (g_h0, h0_t.grad), "c_0": (g_c0, c0_t.grad)}
+    pairs.update({name: (numpy_lstm.grads[name], param.grad) for name, param in torch_lstm.named_parameters()})
+    for name, (ours, theirs) in pairs.items():
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
 #: (lengths, batch_first, exception, message): every tree raises exactly this in forward.
 BAD_LENGTHS = {
     "int32": (np.array([2, 4, 1], np.int32), TypeError,
