@@ -12,9 +12,8 @@ import torch
 from ml100 import toy_tasks
 from ml100.backends import get_module
 from ml100.configs import ConfigError, Seq2SeqConfig
-from parity_tests.generative.test_gru import torch_gru_to_keras
-from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, random_weights,
-                                  run_tf, to_tree, torch_module_reference)
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, keras_gru_to_torch,
+                                  random_weights, run_tf, to_tree, torch_gru_to_keras, torch_module_reference)
 from parity_tests.test_user_errors import load_script
 
 CONFIG = Seq2SeqConfig(vocab_size=7, embedding_dim=3, hidden_size=4, num_layers=2)
@@ -51,7 +50,7 @@ class TorchSeq2Seq(torch.nn.Module):
 
 def keras_seq2seq_weights(state: dict, config: Seq2SeqConfig) -> dict[str, np.ndarray]:
     """Canonical -> Keras, keyed by the canonical name whose variable receives it: embedding tables
-    as they are, each GRU layer through :func:`test_gru.torch_gru_to_keras` (gates [z, r, h], bias
+    as they are, each GRU layer through the harness's :func:`torch_gru_to_keras` (gates [z, r, h], bias
     ``(2, 3H)``), Luong's ``W`` (``key_proj.weight``) and the head's weight transposed (Dense kernels)."""
     weights = {name: state[name] for name in ("encoder_embedding.weight", "decoder_embedding.weight", "out.bias")}
     weights["out.weight"] = state["out.weight"].T
@@ -118,30 +117,20 @@ def keras_seq2seq_reference(config: Seq2SeqConfig, attention: bool):
             return head(tf.concat([context, decoded], axis=-1)), weights
 
         def to_canonical(grads):
+            # Embedding gradients are tf.IndexedSlices; Dense kernels are (in, out); GRUs back through the gate order.
             dense = {name: tf.convert_to_tensor(g).numpy() for name, g in grads.items()}
-            out = {}
-            for name, value in dense.items():
-                if name.endswith("embedding.weight") or name == "out.bias" or "weight_hh" in name or "bias_" in name:
-                    continue
-                out[name] = value.T
-            # Each GRU layer back through the gate order; the embeddings and the head's bias as they are.
+            out = {name: value.T if name in ("out.weight", "attention.key_proj.weight") else value
+                   for name, value in dense.items() if name.startswith(("encoder_embedding", "decoder_embedding",
+                                                                        "attention", "out"))}
             for side in ("encoder", "decoder"):
-                out[f"{side}_embedding.weight"] = dense[f"{side}_embedding.weight"]
                 for layer in range(config.num_layers):
                     names = [f"{side}.{kind}_l{layer}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                    grad_bias = dense[names[2]]
-                    out.update(zip(names, keras_gru_to_torch(dense[names[0]], dense[names[1]], grad_bias)))
-            out["out.bias"] = dense["out.bias"]
+                    out.update(zip(names, keras_gru_to_torch(*(dense[name] for name in names[:3]))))
             return out
 
         return run_tf(call, inputs, (), cotangents, params, to_canonical)
 
     return run
-
-
-def keras_gru_to_torch(kernel, recurrent_kernel, bias):
-    from parity_tests.generative.test_gru import keras_gru_to_torch as convert
-    return convert(kernel, recurrent_kernel, bias)
 
 
 def seq2seq_case(name="Seq2SeqAttention", config=CONFIG, keras=True, src_steps=SRC_STEPS, tgt_steps=TGT_STEPS):
