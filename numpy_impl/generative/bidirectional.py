@@ -6,14 +6,16 @@ behave like torch's layers run on ``pack_padded_sequence(x, lengths, enforce_sor
 followed by ``pad_packed_sequence(..., total_length=T)``. With the step mask
 :math:`m_{t,n} = [t < L_n]` (:func:`lengths_to_mask`):
 
-.. math::  s_t = m_t \odot \mathrm{cell}(x_t, s_{t-1}) + (1 - m_t) \odot s_{t-1}, \qquad
+.. math::  s_t = m_t \odot \mathrm{cell}(m_t \odot x_t,\ m_t \odot s_{t-1}) + (1 - m_t) \odot s_{t-1}, \qquad
            y_t = m_t \odot h_t
 
 so a finished sequence keeps its state (``h_n``, ``c_n`` are taken at its last real step) and its
-padded outputs are exactly 0. The reverse direction of a bidirectional layer must start at each
+padded outputs are exactly 0. The discarded cell at a padded step sees zeros, never the padding or
+the frozen state, so its local derivatives stay finite whatever those hold. The reverse direction of a bidirectional layer must start at each
 sequence's *own* last step, not at :math:`T`: it reads :func:`reverse_padded` of its input,
 
-.. math::  \tilde x_{t,n} = x_{\pi_n(t), n}, \qquad \pi_n(t) = \begin{cases} L_n - 1 - t & t < L_n \\ t & t \ge L_n \end{cases}
+.. math::  \tilde x_{t,n} = x_{\pi_n(t), n}, \qquad
+           \pi_n(t) = \begin{cases} L_n - 1 - t & t < L_n \\ t & t \ge L_n \end{cases}
 
 runs the same masked recurrence (the real steps are again the first :math:`L_n`), and its output
 is put back in time order by the same permutation. Flipping the whole padded axis instead would

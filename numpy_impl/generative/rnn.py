@@ -70,7 +70,8 @@ class RecurrentBase(Module):
     ``backward(grad_output, grad_h_n=None)`` here serve the single-state cells (RNN, GRU); the LSTM
     overrides both for its ``(h, c)`` pair. ``lengths`` ``(N,)`` int64 runs a padded batch as torch
     runs a packed one (day 26, :mod:`.bidirectional`): a step mask freezes each finished sequence's
-    state and zeroes its outputs, and the reverse direction reverses each sequence within its length. The backward-only methods carry a leading underscore because the other trees have
+    state and zeroes its outputs, and the reverse direction reverses each sequence within its length.
+    The backward-only methods carry a leading underscore because the other trees have
     no counterpart (autograd); the mirror test compares public names.
     """
 
@@ -149,7 +150,8 @@ class RecurrentBase(Module):
             check_input(type(self).__name__, name, part.shape, part.dtype, expected_dtype=self.dtype, shape_like=shape)
         return tuple(part[:, None] if unbatched else part for part in hx)
 
-    def forward_layers(self, x: np.ndarray, states: tuple, lengths: np.ndarray | None = None) -> tuple[np.ndarray, tuple, list]:
+    def forward_layers(self, x: np.ndarray, states: tuple,
+                       lengths: np.ndarray | None = None) -> tuple[np.ndarray, tuple, list]:
         """Layers bottom-up, each direction on its own weights: ``(T, N, D*H)`` output, the final
         states stacked ``(L*D, N, H)``, and one cache per layer and direction."""
         mask = None if lengths is None else lengths_to_mask(lengths, x.shape[0])[..., None]  # (T, N, 1)
@@ -293,7 +295,8 @@ class RNN(RecurrentBase):
 
     ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`RecurrentBase`):
     ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
-    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``. ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``.
+    ``backward(grad_output, grad_h_n=None)`` returns the input's gradient, and
     ``(grad_input, grad_hx)`` when ``hx`` was given. ``dropout`` must be 0
     (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """

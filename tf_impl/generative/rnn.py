@@ -90,7 +90,8 @@ class RecurrentBase(Module):
         output, (h_n,) = self.run_layers(input, None if hx is None else (hx,), lengths)
         return output, h_n
 
-    def run_layers(self, input: tf.Tensor, hx: tuple | None, lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
+    def run_layers(self, input: tf.Tensor, hx: tuple | None,
+                   lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
         """Check and lay out the inputs, run every layer and direction; ``(output, final states)``
         in the caller's layout (``hx`` is a tuple of the state parts, or ``None`` for zeros;
         ``lengths`` ``(N,)`` int64 or ``None`` when every sequence fills the ``T`` steps)."""
@@ -119,7 +120,8 @@ class RecurrentBase(Module):
             check_input(type(self).__name__, name, part.shape, part.dtype, expected_dtype=self.dtype, shape_like=shape)
         return tuple(part[:, None] if unbatched else part for part in hx)
 
-    def forward_layers(self, x: tf.Tensor, states: tuple, lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
+    def forward_layers(self, x: tf.Tensor, states: tuple,
+                       lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tuple]:
         """Layers bottom-up, each direction on its own weights: ``(T, N, D*H)`` output and the final
         states stacked ``(L*D, N, H)``."""
         mask = None if lengths is None else lengths_to_mask(lengths, x.shape[0])[..., None]  # (T, N, 1)
@@ -182,7 +184,8 @@ class RNN(RecurrentBase):
 
     ``forward(input, hx=None, lengths=None) -> (output, h_n)`` (from :class:`RecurrentBase`):
     ``input`` ``(T, N, in)`` (``(N, T, in)`` with ``batch_first``, or unbatched ``(T, in)``), ``hx``
-    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``. ``dropout`` must be 0 (see ``ml100.checks.RNN_DROPOUT_REASON``).
+    and ``h_n`` ``(L*D, N, H)``, ``output`` ``(T, N, D*H)``, ``lengths`` ``(N,)``. ``dropout`` must be 0
+    (see ``ml100.checks.RNN_DROPOUT_REASON``).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
