@@ -385,11 +385,12 @@ def check_lengths(owner: str, lengths, batch: int | None, steps: int) -> None:
     """Per-sequence lengths of a padded batch, as ``pack_padded_sequence`` takes them: int64 of
     shape ``(N,)``, each in ``[1, T]`` (torch refuses an empty sequence; a length past ``T`` would
     read steps that do not exist). ``batch`` is ``None`` for an unbatched input, which has no
-    padding to describe. ``lengths`` is a NumPy view of the values (``np.asarray``)."""
+    padding to describe. ``lengths`` is a NumPy view of the values (``np.asarray``), or a traced TF
+    tensor, whose shape and dtype are checked but whose values are not known yet."""
     if batch is None:
         raise ValueError(f"{owner}: lengths describe a padded batch; give a batched input (T, N, in) or (N, T, in), "
                          f"not an unbatched one")
     check_input(owner, "lengths", lengths.shape, lengths.dtype, expected_dtype="int64", shape_like=(batch,))
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
+    if isinstance(lengths, np.ndarray) and batch and (lengths.min() < 1 or lengths.max() > steps):
         raise ValueError(f"{owner}: lengths must be in [1, {steps}] (the padded sequence length), "
                          f"got values from {lengths.min()} to {lengths.max()}")

@@ -227,7 +227,27 @@ def test_numpy_lstm_used_twice_with_lengths_sums_both_uses_as_autograd():
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-#: (lengths, batch_first, exception, message): every tree raises exactly this in forward.
+def test_tf_tree_traces_with_lengths_under_tf_function():
+    """The TF tree with ``lengths`` traces into a ``tf.function`` (values unchecked there, shape and
+    dtype checked) with the eager outputs and gradients."""
+    import tensorflow as tf
+    model = get_module("tf", "generative.gru").GRU(IN, H, num_layers=2, bidirectional=True, dtype="float64",
+                                                   rng=np.random.default_rng(0))
+    x = tf.constant(np.random.default_rng(1).standard_normal((T, len(LENGTHS), IN)))
+    lengths = tf.constant(LENGTHS, dtype=tf.int64)
+
+    def step(x, lengths):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            output, h_n = model(x, None, lengths)
+            loss = tf.reduce_sum(output ** 2) + tf.reduce_sum(h_n)
+        return [output, h_n, *tape.gradient(loss, [x, *model.params.values()])]
+
+    for eager, traced in zip(step(x, lengths), tf.function(step)(x, lengths)):
+        np.testing.assert_allclose(traced.numpy(), eager.numpy(), rtol=1e-12, atol=1e-12)
+
+
+#: (lengths, exception, message): every tree raises exactly this in forward.
 BAD_LENGTHS = {
     "int32": (np.array([2, 4, 1], np.int32), TypeError,
               "GRU: lengths must have dtype int64, got int32 (cast it explicitly)"),

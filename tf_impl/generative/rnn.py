@@ -103,7 +103,9 @@ class RecurrentBase(Module):
         # Time-major (T, N, in) inside; an unbatched (T, in) sequence is a batch of one.
         x = input[:, None] if unbatched else tf.transpose(input, (1, 0, 2)) if self.batch_first else input  # (T, N, in)
         if lengths is not None:
-            check_lengths(owner, np.asarray(lengths), None if unbatched else x.shape[1], x.shape[0])
+            # The values are known in eager calls only; traced, the shape and dtype are still checked.
+            values = np.asarray(lengths) if tf.executing_eagerly() else lengths
+            check_lengths(owner, values, None if unbatched else x.shape[1], x.shape[0])
         states = self.initial_states(hx, x.shape[1], unbatched)
         output, finals = self.forward_layers(x, states, lengths)
         output = output[:, 0] if unbatched else tf.transpose(output, (1, 0, 2)) if self.batch_first else output
