@@ -193,6 +193,54 @@ def test_numpy_attention_weights_cotangent_matches_autograd():
         np.testing.assert_allclose(ours[name], param.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def test_numpy_seq2seq_used_twice_matches_autograd():
+    """Two batches through one model, backpropagated in reverse order: the NumPy model sums both
+    uses' gradients (every layer's cache stacks), as autograd does."""
+    model = get_module("numpy", "generative.seq2seq").Seq2SeqAttention(CONFIG, dtype="float64")
+    state = random_weights(model.canonical_state_dict(), np.random.default_rng(6))
+    model.load_canonical_state_dict(state)
+    reference = TorchSeq2Seq(CONFIG, True).double()
+    reference.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    rng = np.random.default_rng(7)
+    batches = [(rng.integers(0, CONFIG.vocab_size, (BATCH, steps)), rng.integers(0, CONFIG.vocab_size, (BATCH, TGT_STEPS)))
+               for steps in (SRC_STEPS, SRC_STEPS - 2)]
+    cotangents = rng.standard_normal((2, BATCH, TGT_STEPS, CONFIG.vocab_size))
+    for src, tgt_in in batches:
+        model(src, tgt_in)
+    for cotangent in cotangents[::-1]:
+        model.backward(cotangent)
+    total = sum((reference(torch.from_numpy(src), torch.from_numpy(tgt_in))[0] * torch.from_numpy(cotangent)).sum()
+                for (src, tgt_in), cotangent in zip(batches, cotangents))
+    total.backward()
+    ours = model.canonical_grads()
+    for name, param in reference.named_parameters():
+        np.testing.assert_allclose(ours[name], param.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_nan_embedding_row_spreads_as_in_torch(name):
+    """The inputs are ids (the harness's special-values pass has no float input to change): a NaN in
+    one source token's embedding row instead. It reaches every later encoder state, the decoder and
+    (with attention) every context: the trees' NaN pattern and values are torch.nn's."""
+    models = loaded_models(name)
+    state = models["numpy"].canonical_state_dict()
+    state["encoder_embedding.weight"][3, 1] = np.nan
+    reference = TorchSeq2Seq(CONFIG, name == "Seq2SeqAttention").double()
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    src = np.array([[1, 2, 3, 4, 5], [1, 2, 4, 5, 6]], np.int64)
+    tgt_in = np.array([[1, 2, 3, 0], [0, 1, 2, 3]], np.int64)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(src), torch.from_numpy(tgt_in))
+    expected = np.asarray(expected[0] if isinstance(expected, tuple) else expected)
+    assert np.isnan(expected[0]).all() and not np.isnan(expected[1]).any()
+    for tree, model in models.items():
+        model.load_canonical_state_dict(state)
+        with get_module(tree, "module").no_grad():
+            logits = model(to_tree(tree, src), to_tree(tree, tgt_in))
+        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
+        np.testing.assert_allclose(logits, expected, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=tree)
+
+
 def loaded_models(name: str, dtype: str = "float64") -> dict:
     models = {tree: getattr(get_module(tree, "generative.seq2seq"), name)(CONFIG, dtype=dtype) for tree in TREES}
     state = random_weights(models["numpy"].canonical_state_dict(), np.random.default_rng(3))
