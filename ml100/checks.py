@@ -355,14 +355,17 @@ def check_ids(owner: str, name: str, ids, size: int) -> None:
         raise ValueError(f"{owner}: {name} must lie in [0, {size}), got out-of-range values {np.unique(values[bad])[:5].tolist()}")
 
 
-def check_seq2seq_inputs(owner: str, src, tgt) -> None:
-    """Source ``(N, S)`` and target ``(N, T)`` token ids, int64, the same batch ``N``; ``S, T >= 1``
-    (the decoder starts from the encoder's last state, which an empty source does not have)."""
+def check_seq2seq_inputs(owner: str, src, tgt=None) -> None:
+    """Source ``(N, S)`` and target ``(N, T)`` token ids (``tgt=None``: greedy decoding has none),
+    int64, the same batch ``N``; ``S, T >= 1`` (the decoder starts from the encoder's last state,
+    which an empty source does not have)."""
     for name, ids in (("src", src), ("tgt_in", tgt)):
+        if ids is None:
+            continue
         check_input(owner, name, ids.shape, ids.dtype, expected_dtype="int64", ndim=2)
         if int(ids.shape[1]) < 1:
             raise ValueError(f"{owner}: {name} must hold at least one step, got shape {tuple(map(int, ids.shape))}")
-    if int(src.shape[0]) != int(tgt.shape[0]):
+    if tgt is not None and int(src.shape[0]) != int(tgt.shape[0]):
         raise ValueError(f"{owner}: src and tgt_in must have the same batch size, got {int(src.shape[0])} and "
                          f"{int(tgt.shape[0])}")
 

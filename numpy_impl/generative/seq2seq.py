@@ -102,7 +102,7 @@ class Seq2Seq(Module):
         from ``bos_id``: ids ``(N, max_len)`` int64. Forward-only."""
         max_len = check_int(type(self).__name__, "max_len", max_len, 1)
         bos_id = check_int(type(self).__name__, "bos_id", bos_id, 0)
-        check_seq2seq_inputs(type(self).__name__, src, src[:, :1])
+        check_seq2seq_inputs(type(self).__name__, src)
         with no_grad():
             memory, state = self.encode(src)  # (N, S, H), (L, N, H)
             token = np.full((src.shape[0], 1), bos_id, dtype=np.int64)  # (N, 1)

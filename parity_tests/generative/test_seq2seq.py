@@ -304,6 +304,8 @@ def test_bad_inputs_raise_one_clear_error(tree):
                           lambda: model(to_tree(tree, ids), to_tree(tree, ids[:1])))
     assert_raises_exactly(ValueError, "Seq2SeqAttention: src must hold at least one step, got shape (2, 0)",
                           lambda: model(to_tree(tree, ids[:, :0]), to_tree(tree, ids)))
+    assert_raises_exactly(ValueError, "Seq2SeqAttention: src must have 2 dimensions, got shape (3,)",
+                          lambda: model.greedy_decode(to_tree(tree, ids[0]), 4, 1))
     assert_raises_exactly(ValueError, "Seq2SeqAttention: max_len must be an int >= 1, got 0",
                           lambda: model.greedy_decode(to_tree(tree, ids), 0, 1))
     assert_raises_exactly(TypeError, "Seq2Seq: config must be an ml100.configs.Seq2SeqConfig, got dict {'vocab_size': 7}; "

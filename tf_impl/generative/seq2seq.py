@@ -82,7 +82,7 @@ class Seq2Seq(Module):
         from ``bos_id``: ids ``(N, max_len)`` int64. Forward-only."""
         max_len = check_int(type(self).__name__, "max_len", max_len, 1)
         bos_id = check_int(type(self).__name__, "bos_id", bos_id, 0)
-        check_seq2seq_inputs(type(self).__name__, src, src[:, :1])
+        check_seq2seq_inputs(type(self).__name__, src)
         memory, state = self.encode(src)  # (N, S, H), (L, N, H)
         token = tf.fill((tf.shape(src)[0], 1), tf.constant(bos_id, tf.int64))  # (N, 1)
         outputs = []
