@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, keras_lstm_weights,
-                                  lstm_with_state, random_weights, run_tf, run_torch)
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
+                                  keras_recurrent_reference, lstm_with_state, random_weights, run_torch)
+# Re-exported: test_char_lm.py imports it from here (it lives in parity_tests/harness/references/generative.py).
+from parity_tests.harness import keras_lstm_weights  # noqa: F401
 
 IN, HIDDEN, STEPS, BATCH = 3, 4, 5, 2
 
@@ -18,43 +20,6 @@ def torch_lstm_reference(with_hx: bool, **options):
         module.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
         call = (lambda x, h_0, c_0: module(x, (h_0, c_0))) if with_hx else module
         return run_torch(call, inputs, tuple(inputs), cotangents, params=dict(module.named_parameters()))
-
-    return run
-
-
-def keras_lstm_reference(batch_first: bool, with_hx: bool, bidirectional: bool = False):
-    """``keras.layers.LSTM(return_sequences=True, return_state=True)`` on ``(N, T, F)`` (wrapped in
-    ``keras.layers.Bidirectional``, merge "concat", when ``bidirectional``: its backward layer gets
-    the ``_reverse`` weights); both canonical biases map to Keras's one bias, so each gets its gradient."""
-    import keras
-    import tensorflow as tf
-
-    def run(state, inputs, cotangents, dtype):
-        def lstm(**options):
-            return keras.layers.LSTM(HIDDEN, return_sequences=True, return_state=True, dtype=dtype, **options)
-
-        layer = keras.layers.Bidirectional(lstm(), backward_layer=lstm(go_backwards=True), dtype=dtype) \
-            if bidirectional else lstm()
-        layer.build((None, None, IN))
-        cells = {"l0": layer.forward_layer.cell, "l0_reverse": layer.backward_layer.cell} if bidirectional \
-            else {"l0": layer.cell}
-        params = {}
-        for suffix, cell in cells.items():
-            for variable, value in zip((cell.kernel, cell.recurrent_kernel, cell.bias), keras_lstm_weights(state, suffix)):
-                variable.assign(value)
-            params.update({f"weight_ih_{suffix}": cell.kernel, f"weight_hh_{suffix}": cell.recurrent_kernel,
-                           f"bias_ih_{suffix}": cell.bias, f"bias_hh_{suffix}": cell.bias})
-
-        def call(x, h_0=None, c_0=None):
-            # Keras's initial state: [h, c] per direction, forward layer first.
-            initial = None if h_0 is None else [part for pair in zip(tf.unstack(h_0), tf.unstack(c_0)) for part in pair]
-            sequence, *finals = layer(x if batch_first else tf.transpose(x, (1, 0, 2)), initial_state=initial)
-            sequence = sequence if batch_first else tf.transpose(sequence, (1, 0, 2))
-            return sequence, (tf.stack(finals[0::2]), tf.stack(finals[1::2]))
-
-        to_canonical = lambda g: {name: (np.transpose(value) if name.startswith("weight") else np.asarray(value))
-                                  for name, value in g.items()}
-        return run_tf(call, inputs, tuple(inputs), cotangents, params, to_canonical)
 
     return run
 
@@ -80,7 +45,11 @@ def lstm_case(num_layers=1, bidirectional=False, batch_first=False, bias=True, w
     references = {"torch.nn.LSTM": torch_lstm_reference(with_hx, **options)}
     if keras:
         name = "keras.layers.Bidirectional(LSTM)" if bidirectional else "keras.layers.LSTM"
-        references[name] = keras_lstm_reference(batch_first, with_hx, bidirectional)
+        # keras.layers.LSTM, in keras.layers.Bidirectional when bidirectional (one layer).
+        references[name] = keras_recurrent_reference("lstm", IN, HIDDEN, batch_first=batch_first,
+                                                     bidirectional=bidirectional,
+                                                     differentiable=("x", "h_0", "c_0") if with_hx else ("x",),
+                                                     wrapper=bidirectional)
     state_axis = None if unbatched else 1
     return Case(
         module="generative.lstm",

@@ -8,46 +8,9 @@ from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
-                                  keras_simple_rnn_weights, random_weights, run_tf, torch_module_reference)
+                                  keras_recurrent_reference, random_weights, torch_module_reference)
 
 IN, HIDDEN, STEPS, BATCH = 3, 4, 5, 2
-
-
-def keras_simple_rnn_reference(activation: str, batch_first: bool, with_hx: bool, bidirectional: bool = False):
-    """``keras.layers.SimpleRNN(return_sequences=True, return_state=True)`` on ``(N, T, F)`` (wrapped
-    in ``keras.layers.Bidirectional``, merge "concat", when ``bidirectional``: its backward layer
-    gets the ``_reverse`` weights): the canonical input is transposed in and the output back under
-    the tape. Both canonical biases map to Keras's one bias, so each gets its gradient."""
-    import keras
-    import tensorflow as tf
-
-    def run(state, inputs, cotangents, dtype):
-        def simple_rnn(**options):
-            return keras.layers.SimpleRNN(HIDDEN, activation=activation, return_sequences=True, return_state=True,
-                                          dtype=dtype, **options)
-
-        layer = keras.layers.Bidirectional(simple_rnn(), backward_layer=simple_rnn(go_backwards=True),
-                                           dtype=dtype) if bidirectional else simple_rnn()
-        layer.build((None, None, IN))
-        cells = {"l0": layer.forward_layer.cell, "l0_reverse": layer.backward_layer.cell} if bidirectional \
-            else {"l0": layer.cell}
-        params = {}
-        for suffix, cell in cells.items():
-            for variable, value in zip((cell.kernel, cell.recurrent_kernel, cell.bias), keras_simple_rnn_weights(state, suffix)):
-                variable.assign(value)
-            params.update({f"weight_ih_{suffix}": cell.kernel, f"weight_hh_{suffix}": cell.recurrent_kernel,
-                           f"bias_ih_{suffix}": cell.bias, f"bias_hh_{suffix}": cell.bias})
-
-        def call(x, hx=None):
-            sequence, *h_n = layer(x if batch_first else tf.transpose(x, (1, 0, 2)),
-                                   initial_state=None if hx is None else list(tf.unstack(hx)))
-            return sequence if batch_first else tf.transpose(sequence, (1, 0, 2)), tf.stack(h_n)
-
-        to_canonical = lambda g: {name: (np.transpose(value) if name.startswith("weight") else np.asarray(value))
-                                  for name, value in g.items()}
-        return run_tf(call, inputs, tuple(inputs), cotangents, params, to_canonical)
-
-    return run
 
 
 def rnn_case(num_layers=1, bidirectional=False, batch_first=False, nonlinearity="tanh", bias=True, with_hx=True,
@@ -69,7 +32,10 @@ def rnn_case(num_layers=1, bidirectional=False, batch_first=False, nonlinearity=
                                                          differentiable)}
     if keras:
         name = "keras.layers.Bidirectional(SimpleRNN)" if bidirectional else "keras.layers.SimpleRNN"
-        references[name] = keras_simple_rnn_reference(nonlinearity, batch_first, with_hx, bidirectional)
+        # keras.layers.SimpleRNN, in keras.layers.Bidirectional when bidirectional (one layer).
+        references[name] = keras_recurrent_reference("rnn", IN, HIDDEN, batch_first=batch_first,
+                                                     bidirectional=bidirectional, differentiable=differentiable,
+                                                     nonlinearity=nonlinearity, wrapper=bidirectional)
     return Case(
         module="generative.rnn",
         build=lambda m, dtype, rng: m.RNN(IN, HIDDEN, dtype=dtype, rng=rng, **options),

@@ -4,7 +4,7 @@
 The conversions, one layer and one direction each (rows of ``docs/conventions.md``'s conversion
 table):
 
-- :func:`keras_simple_rnn_weights`, :func:`keras_lstm_weights` — canonical -> Keras
+- :func:`keras_simple_rnn_weights` (also named ``keras_lstm_weights``) — canonical -> Keras
   ``SimpleRNN``/``LSTM``: ``kernel = W_ih.T``, ``recurrent_kernel = W_hh.T``, one bias
   ``b_ih + b_hh`` (the LSTM's gate blocks i, f, g, o are Keras' i, f, c, o unchanged);
 - :func:`torch_gru_to_keras` / :func:`keras_gru_to_torch` — torch's GRU gates [r, z, n] in rows,
@@ -52,19 +52,19 @@ def keras_gru_to_torch(kernel, recurrent_kernel, bias=None):
     return weight_ih, weight_hh, swap_gate_blocks(bias[0]), swap_gate_blocks(bias[1])
 
 
-def keras_simple_rnn_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical -> Keras ``SimpleRNN``: ``kernel = W_ih.T`` ``(in, H)``, ``recurrent_kernel = W_hh.T``
-    ``(H, H)``, and one bias, ``b_ih + b_hh`` (Keras adds a single bias per step)."""
+def keras_simple_rnn_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Canonical -> Keras ``SimpleRNN``: ``kernel = W_ih.T`` ``(in, G*H)``, ``recurrent_kernel = W_hh.T``
+    ``(H, G*H)``, and one bias, ``b_ih + b_hh`` (Keras adds a single bias per step; ``None`` without
+    biases). Back, the split of the bias is not unique: its gradient is each canonical bias's."""
+    bias_ih, bias_hh = state.get(f"bias_ih_{suffix}"), state.get(f"bias_hh_{suffix}")
     return (state[f"weight_ih_{suffix}"].T, state[f"weight_hh_{suffix}"].T,
-            state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"])
+            None if bias_ih is None else bias_ih + bias_hh)
 
 
-def keras_lstm_weights(state: dict, suffix: str = "l0") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical -> Keras ``LSTM``: ``kernel = W_ih.T`` ``(in, 4H)``, ``recurrent_kernel = W_hh.T``
-    ``(H, 4H)``, one ``bias = b_ih + b_hh``. The gate blocks need no reordering: Keras's i, f, c, o
-    is torch's i, f, g, o (proved by the LSTM parity, which a swapped block would break)."""
-    return (state[f"weight_ih_{suffix}"].T, state[f"weight_hh_{suffix}"].T,
-            state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"])
+#: Canonical -> Keras ``LSTM``: the same conversion (kernels ``(in, 4H)``/``(H, 4H)``, one summed
+#: bias). The gate blocks need no reordering: Keras's i, f, c, o is torch's i, f, g, o (proved by
+#: the LSTM parity, which a swapped block would break). One function under the name each day cites.
+keras_lstm_weights = keras_simple_rnn_weights
 
 
 def recurrent_parameter_names(layer: int, direction: int) -> tuple[str, str, str, str]:
@@ -77,8 +77,7 @@ def _to_keras(kind: str, state: dict, names: tuple) -> tuple:
     """One layer and direction's ``(kernel, recurrent_kernel, bias or None)`` for Keras."""
     if kind == "gru":
         return torch_gru_to_keras(*(state.get(name) for name in names))
-    w_ih, w_hh, b_ih, b_hh = (state.get(name) for name in names)
-    return w_ih.T, w_hh.T, None if b_ih is None else b_ih + b_hh
+    return keras_simple_rnn_weights(state, names[0].removeprefix("weight_ih_"))
 
 
 def _to_torch(kind: str, kernel, recurrent_kernel, bias) -> tuple:
