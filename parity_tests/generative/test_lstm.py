@@ -6,7 +6,7 @@ import torch
 
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
-                                  keras_recurrent_reference, lstm_with_state, random_weights, run_torch)
+                                  keras_recurrent_reference, lstm_with_state, random_weights, run_torch, to_tree)
 # Re-exported: test_char_lm.py imports it from here (it lives in parity_tests/harness/references/generative.py).
 from parity_tests.harness import keras_lstm_weights  # noqa: F401
 
@@ -190,11 +190,6 @@ BAD_ARGUMENTS = {
 def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
     args, kwargs, error, message = BAD_ARGUMENTS[what]
     assert_raises_exactly(error, message, lambda: get_module(tree, "generative.lstm").LSTM(*args, **kwargs))
-
-
-def to_tree(tree: str, array: np.ndarray):
-    import tensorflow as tf
-    return {"numpy": lambda a: a, "torch": torch.from_numpy, "tf": tf.constant}[tree](array)
 
 
 @pytest.mark.parametrize("tree", TREES)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
-                                  keras_recurrent_reference, random_weights, torch_module_reference)
+                                  keras_recurrent_reference, random_weights, to_tree, torch_module_reference)
 
 IN, HIDDEN, STEPS, BATCH = 3, 4, 5, 2
 
@@ -195,11 +195,6 @@ BAD_ARGUMENTS = {
 def test_bad_constructor_arguments_raise_one_clear_error(what, tree):
     args, kwargs, error, message = BAD_ARGUMENTS[what]
     assert_raises_exactly(error, message, lambda: get_module(tree, "generative.rnn").RNN(*args, **kwargs))
-
-
-def to_tree(tree: str, array: np.ndarray):
-    import tensorflow as tf
-    return {"numpy": lambda a: a, "torch": torch.from_numpy, "tf": tf.constant}[tree](array)
 
 
 #: (input shape, hx shape or None, input dtype, exception, message) for RNN(3, 4, num_layers=2) in float32.
