@@ -12,9 +12,8 @@ from ml100.backends import get_module
 from ml100.configs import CharLMConfig
 from ml100.text import (ALPHABET, CORPUS_MODULES, CharVocab, choose_next, normalize, random_windows,
                         sequential_windows, stdlib_corpus, train_validation_split)
-from parity_tests.generative.test_lstm import keras_lstm_weights
-from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, random_weights,
-                                  run_tf, to_tree, torch_module_reference)
+from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, keras_lstm_weights,
+                                  random_weights, run_tf, to_tree, torch_module_reference)
 from parity_tests.test_user_errors import load_script
 
 CONFIG = CharLMConfig(vocab_size=7, embedding_dim=3, hidden_size=4, num_layers=2)
@@ -80,12 +79,12 @@ def keras_char_lm_reference(config: CharLMConfig, with_hx: bool):
 
 def keras_char_lm_weights(state: dict, num_layers: int) -> dict[str, np.ndarray]:
     """Canonical -> Keras, keyed by the canonical name whose variable receives it: the embedding table
-    as is, each LSTM layer as :func:`test_lstm.keras_lstm_weights` (kernel ``W_ih.T``, recurrent kernel
+    as is, each LSTM layer as the harness's :func:`keras_lstm_weights` (kernel ``W_ih.T``, recurrent kernel
     ``W_hh.T``, bias ``b_ih + b_hh``), the head's kernel ``weight.T``."""
     weights = {"embedding.weight": state["embedding.weight"], "head.weight": state["head.weight"].T,
                "head.bias": state["head.bias"]}
+    lstm_state = {name[len("lstm."):]: value for name, value in state.items() if name.startswith("lstm.")}
     for layer in range(num_layers):
-        lstm_state = {name[len("lstm."):]: value for name, value in state.items() if name.startswith("lstm.")}
         kernel, recurrent, bias = keras_lstm_weights(lstm_state, f"l{layer}")
         weights.update({f"lstm.weight_ih_l{layer}": kernel, f"lstm.weight_hh_l{layer}": recurrent,
                         f"lstm.bias_ih_l{layer}": bias})
