@@ -15,7 +15,6 @@ ready-made operands of the same shapes, without im2col, padding or anything else
 from __future__ import annotations
 
 import os
-import time
 
 # CPU timings: TF and torch must not pick up a GPU (set before either is imported).
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -24,16 +23,9 @@ import numpy as np
 
 from ml100.backends import get_module, load_framework
 from ml100.cli_args import OneLineErrorParser, positive_int
+from ml100.runs import best_seconds
 
 
-def best_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (and tracing, for tf.function)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def gemm_floor(n: int, c: int, s: int, rng: np.random.Generator):

@@ -17,19 +17,11 @@ before any of them is imported: torch's OpenMP threads spin, so oversubscribed c
 from __future__ import annotations
 
 import os
-import time
 
 from ml100.cli_args import OneLineErrorParser, positive_int
+from ml100.runs import best_seconds
 
 
-def best_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (and tracing, for tf.function)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def gemm_floor(np, n: int, t: int, size: int, rng):

@@ -24,6 +24,7 @@ import numpy as np
 
 from ml100.backends import BACKENDS, FrameworkNotInstalledError, check_installed, get_module
 from ml100.cli_args import OneLineErrorParser, non_negative_int, plot_file, positive_float, positive_int
+from ml100.runs import to_backend, to_numpy
 
 INPUT_SIZE, INPUT_SCALE = 4, 0.1
 SWEEP = np.linspace(0.5, 3.5, 13)
@@ -116,18 +117,8 @@ def clipped_norm(backend: str, state: dict[str, np.ndarray], x: np.ndarray, c: n
     return before, after
 
 
-def to_backend(backend: str, array: np.ndarray):
-    if backend == "torch":
-        import torch
-        return torch.from_numpy(array)
-    if backend == "tf":
-        import tensorflow as tf
-        return tf.constant(array)
-    return array
 
 
-def to_numpy(tensor) -> np.ndarray:
-    return tensor.detach().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
 
 def save_plot(path, args, curves: dict[float, np.ndarray], sweep: list[tuple[float, float]]) -> None:

@@ -22,7 +22,7 @@ from ml100.backends import BACKENDS, get_module
 from ml100.cli_args import (OneLineErrorParser, add_training_arguments, check_training_arguments, non_negative_int,
                             positive_float, positive_int)
 from ml100.configs import CharLMConfig, add_config_arguments, config_from_args
-from ml100.runs import curve_difference, save_curves_plot, shared_initial_weights, training_progress
+from ml100.runs import curve_difference, save_curves_plot, shared_initial_weights, to_backend, training_progress
 from ml100.text import CharVocab, random_windows, sequential_windows, stdlib_corpus, train_validation_split
 from ml100.weights import StateDictError
 
@@ -57,16 +57,6 @@ def check_corpus_size(parser: argparse.ArgumentParser, args, n_train: int, n_val
     return steps
 
 
-def to_backend(backend: str, array: np.ndarray):
-    """A NumPy array as the backend's tensor (the trees take their own framework's arrays)."""
-    # Imported here: only the backend asked for is loaded (get_module has imported it already).
-    if backend == "torch":
-        import torch
-        return torch.from_numpy(array)
-    if backend == "tf":
-        import tensorflow as tf
-        return tf.constant(array)
-    return array
 
 
 def build_model(backend: str, args, rng=None):

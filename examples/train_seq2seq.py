@@ -26,7 +26,7 @@ from ml100.backends import BACKENDS, get_module
 from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_training_arguments, positive_int
 from ml100.configs import Seq2SeqConfig, add_config_arguments, config_from_args
 from ml100.data import batch_indices
-from ml100.runs import report_comparison, shared_initial_weights, training_progress
+from ml100.runs import report_comparison, shared_initial_weights, to_backend, training_progress
 from ml100.weights import StateDictError
 
 
@@ -65,16 +65,6 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     return args
 
 
-def to_backend(backend: str, array: np.ndarray):
-    """A NumPy array as the backend's tensor (the trees take their own framework's arrays)."""
-    # Imported here: only the backend asked for is loaded (get_module has imported it already).
-    if backend == "torch":
-        import torch
-        return torch.from_numpy(array)
-    if backend == "tf":
-        import tensorflow as tf
-        return tf.constant(array)
-    return array
 
 
 def build_model(backend: str, args, rng=None):

@@ -1,13 +1,16 @@
-"""Pieces the example scripts share: one set of initial weights through a safetensors file, a
-progress bar, the spread between backends' loss curves, and a plot of them."""
+"""Pieces the example and benchmark scripts share: one set of initial weights through a safetensors
+file, arrays to and from a backend's tensors, a progress bar, the spread between backends' loss
+curves and a plot of them, and the best-of-N timer of the benchmarks."""
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .backends import load_framework
 from .weights import load_weights, save_weights
 
 
@@ -72,3 +75,29 @@ def report_comparison(results: dict[str, tuple[list[float], float]], dtype: str,
     abs_diff, rel_diff = curve_difference(curves)
     steps = len(next(iter(curves.values())))
     print(f"largest loss difference between backends over {steps} steps: {abs_diff:.3e} (relative {rel_diff:.3e}, {dtype})")
+
+
+def to_backend(backend: str, array: np.ndarray):
+    """A NumPy array as the backend's tensor (each tree takes its own framework's arrays)."""
+    if backend == "torch":
+        return load_framework("torch").from_numpy(array)
+    if backend == "tf":
+        return load_framework("tf").constant(array)
+    return array
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A NumPy, torch or TF array as a NumPy array (a torch tensor detached from its graph first)."""
+    return tensor.detach().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
+
+
+def best_seconds(fn, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, after one untimed warm-up (and tracing, for
+    ``tf.function``): the least disturbed measurement on a shared machine."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
