@@ -14,15 +14,8 @@ from ml100.backends import FrameworkNotInstalledError, drop_quiet_lines, get_bac
 from ml100.curriculum import ROOT
 from ml100.runs import report_comparison
 from ml100.weights import save_weights
+from parity_tests.scripts import load_script, refusal
 
-
-def load_script(relative_path: str):
-    """An example or benchmark script imported as a module (they are not a package)."""
-    path = ROOT / relative_path
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(params=["train_mlp", "train_cnn"])
@@ -36,15 +29,6 @@ def example(request, monkeypatch):
     monkeypatch.setattr(module, "load_digits_split", no_data)
     return module
 
-
-def refusal(main, argv, capsys) -> str:
-    """Run ``main(argv)``, expect argparse's exit code 2, and return its single stderr line."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.mark.parametrize("argv, message", [

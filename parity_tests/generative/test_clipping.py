@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, assert_no_failures, assert_raises_exactly, compare_special, compare_tensors,
                                   to_canonical, to_tree)
-from parity_tests.test_user_errors import load_script, refusal
+from parity_tests.scripts import load_script, refusal
 
 # Shapes of a small model's gradients: a matrix, a vector, an all-zero one (a dead unit's), a scalar.
 SHAPES = {"weight_ih_l0": (4, 3), "bias_ih_l0": (4,), "zero": (2, 2), "scale": ()}

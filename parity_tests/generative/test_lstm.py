@@ -7,8 +7,6 @@ import torch
 from ml100.backends import get_module
 from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy,
                                   keras_recurrent_reference, lstm_with_state, random_weights, run_torch, to_tree)
-# Re-exported: test_char_lm.py imports it from here (it lives in parity_tests/harness/references/generative.py).
-from parity_tests.harness import keras_lstm_weights  # noqa: F401
 
 IN, HIDDEN, STEPS, BATCH = 3, 4, 5, 2
 

@@ -14,7 +14,7 @@ from ml100.backends import get_module
 from ml100.configs import ConfigError, Seq2SeqConfig
 from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, keras_gru_to_torch,
                                   random_weights, run_tf, to_tree, torch_gru_to_keras, torch_module_reference)
-from parity_tests.test_user_errors import load_script
+from parity_tests.scripts import load_script, refusal
 
 CONFIG = Seq2SeqConfig(vocab_size=7, embedding_dim=3, hidden_size=4, num_layers=2)
 BATCH, SRC_STEPS, TGT_STEPS = 2, 5, 4
@@ -374,11 +374,7 @@ def example(monkeypatch):
     (["--train-size", "10"], "argument --batch-size: 64 is more than the 10 training strings"),
 ])
 def test_example_refuses_bad_arguments_before_any_work(example, argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        example.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err, err
+    assert message in refusal(example.main, argv, capsys)
 
 
 def test_example_trains_three_backends_to_one_curve(capsys):
