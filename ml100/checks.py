@@ -397,3 +397,14 @@ def check_lengths(owner: str, lengths, batch: int | None, steps: int) -> None:
     if isinstance(lengths, np.ndarray) and batch and (lengths.min() < 1 or lengths.max() > steps):
         raise ValueError(f"{owner}: lengths must be in [1, {steps}] (the padded sequence length), "
                          f"got values from {lengths.min()} to {lengths.max()}")
+
+
+def check_noising_inputs(owner: str, dtype: str, x0, noise, timesteps) -> None:
+    """A diffusion forward process's inputs: ``x0`` ``(N, *)`` in the module's ``dtype`` (at least
+    the batch axis), ``noise`` of the same shape and dtype, ``timesteps`` int64 ``(N,)``, one per
+    sample. The timesteps' values are checked against the schedule's length by ``check_ids``."""
+    check_input(owner, "x0", x0.shape, x0.dtype, expected_dtype=dtype)
+    if len(x0.shape) == 0:
+        raise ValueError(f"{owner}: x0 must have a batch axis, shape (N, *), got a 0-d tensor")
+    check_input(owner, "noise", noise.shape, noise.dtype, expected_dtype=dtype, shape_like=x0.shape)
+    check_input(owner, "timesteps", timesteps.shape, timesteps.dtype, expected_dtype="int64", shape_like=x0.shape[:1])
