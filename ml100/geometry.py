@@ -122,3 +122,34 @@ def adaptive_bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     # Positions past a bin's end are clipped back into it; `valid` masks them out of every sum.
     index = np.minimum(start[:, None] + offset[None, :], end[:, None] - 1)  # (out, K)
     return index, valid, count
+
+
+# --- transposed convolution --------------------------------------
+
+def conv_transpose_geometry(owner: str, in_channels, out_channels, kernel_size, stride, padding, output_padding,
+                            dilation, groups):
+    """Validated ``(kernel, stride, padding, output_padding, dilation)`` of a transposed convolution:
+    the convolution's rules, padding an int/pair >= 0 only (torch's ``ConvTranspose2d`` has no
+    ``"same"``), and ``output_padding`` >= 0 and smaller than ``max(stride, dilation)`` on each axis
+    (torch's rule: a larger one would add rows that no input pixel reaches)."""
+    padding = pair(owner, "padding", padding, 0)
+    output_padding = pair(owner, "output_padding", output_padding, 0)
+    kernel, stride, padding, dilation = conv_geometry(owner, in_channels, out_channels, kernel_size, stride, padding,
+                                                      dilation, groups)
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{owner}: output_padding must be smaller than max(stride, dilation) on each axis, "
+                         f"got output_padding {output_padding}, stride {stride}, dilation {dilation}")
+    return kernel, stride, padding, output_padding, dilation
+
+
+def conv_transpose_output_size(owner: str, size: tuple[int, int], kernel, stride, padding, output_padding,
+                               dilation) -> tuple[int, int]:
+    """``(H - 1) s - 2p + d(k - 1) + output_padding + 1`` per axis — the input size of the convolution
+    this one transposes; refused when empty (as torch does)."""
+    check_spatial_size(owner, size)
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for n, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation))
+    if min(out) < 1:
+        raise ValueError(f"{owner}: input of spatial size {tuple(size)} gives an empty output {out} "
+                         f"(padding {padding} crops more than the kernel spreads)")
+    return out
