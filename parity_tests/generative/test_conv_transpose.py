@@ -209,3 +209,25 @@ def test_torch_refuses_the_same_output_padding():
     """Our constructor's output_padding rule is torch's (which checks it at call time)."""
     with pytest.raises(RuntimeError, match="output padding must be smaller than either stride or dilation"):
         torch.nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=2)(torch.zeros(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("kernel, same_as_torch", [(3, False), (4, True)])
+def test_tf_same_is_a_crop_of_the_unpadded_output(kernel, same_as_torch):
+    """``tf.nn.conv2d_transpose(padding="SAME")`` with ``output_shape`` ``H s`` crops the padding=0
+    output the way the SAME convolution pads (``total = (H-1)s + k - Hs``, the odd pixel after):
+    ours with ``padding=0`` cropped to ``[top : top + Hs]``. At k = 3, s = 2 that is ``top = 0`` —
+    not torch's ``padding=1, output_padding=1`` (which crops 1 on top); at k = 4 it is the DCGAN
+    ``padding=1``."""
+    module = get_module("numpy", MODULE)
+    layer = module.ConvTranspose2d(2, 3, kernel, stride=2, dtype="float64", rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((1, 2, 3, 3))
+    total = (3 - 1) * 2 + kernel - 6
+    top = total // 2
+    ours = layer(x)[:, :, top:top + 6, top:top + 6]
+    filters = canonical_to_conv2d_transpose_filter(layer.params["weight"])
+    tf_same = tf.nn.conv2d_transpose(np.transpose(x, NCHW_TO_NHWC), filters, (1, 6, 6, 3), 2, "SAME").numpy()
+    tf_same = np.transpose(tf_same, NHWC_TO_NCHW) + layer.params["bias"][:, None, None]
+    np.testing.assert_allclose(tf_same, ours, rtol=TOLERANCES["float64"], atol=TOLERANCES["float64"])
+    torch_padded = module.ConvTranspose2d(2, 3, kernel, stride=2, padding=1, output_padding=kernel % 2, dtype="float64")
+    torch_padded.load_canonical_state_dict(layer.canonical_state_dict())
+    assert np.allclose(torch_padded(x), tf_same) == same_as_torch
