@@ -67,8 +67,8 @@ def with_special_values(case: Case, inputs: dict, special: SpecialPass) -> dict:
             out[name] = x
             continue
         x = np.array(x * special.scale)  # a new array, 0-d inputs included
-        if special.fill is not None:
-            # A 0-d input is its own first sample.
+        if special.fill is not None and (x.ndim == 0 or x.shape[0]):
+            # A 0-d input is its own first sample; an input with no samples has none to fill.
             x[0 if x.ndim else ...] = special.fill
         if x.ndim and x.shape[0] > 1 and x[-1].size:
             # Positions drawn per (case, input): deterministic, and not the same for every input.
