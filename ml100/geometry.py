@@ -153,3 +153,65 @@ def conv_transpose_output_size(owner: str, size: tuple[int, int], kernel, stride
         raise ValueError(f"{owner}: input of spatial size {tuple(size)} gives an empty output {out} "
                          f"(padding {padding} crops more than the kernel spreads)")
     return out
+
+
+# --- upsampling --------------------------------------------------
+
+#: The interpolation modes of ``Upsample`` (torch's names; ``"nearest"`` is torch's floor rule).
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def upsample_geometry(owner: str, size, scale_factor, mode: str, align_corners):
+    """Validated ``(size, scale_factor, align_corners)``: exactly one of ``size`` (an int or pair
+    >= 1) and ``scale_factor`` (a number or pair > 0) — torch's rule —, ``mode`` one of
+    :data:`UPSAMPLE_MODES`, and ``align_corners`` only with ``"bilinear"`` (``None`` means False)."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"{owner}: mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{owner}: give exactly one of size and scale_factor, got size={size!r}, scale_factor={scale_factor!r}")
+    if size is not None:
+        size = pair(owner, "size", size, 1)
+    else:
+        factors = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
+        if (not isinstance(factors, (tuple, list)) or len(factors) != 2
+                or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)):
+            raise ValueError(f"{owner}: scale_factor must be a number > 0 or a pair of them, got {scale_factor!r}")
+        scale_factor = (float(factors[0]), float(factors[1]))
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError(f"{owner}: align_corners can only be set with mode 'bilinear', got mode {mode!r}")
+    return size, scale_factor, bool(align_corners)
+
+
+def upsample_output_size(owner: str, in_size: tuple[int, int], size, scale_factor) -> tuple[int, int]:
+    """``size``, or ``floor(H * scale_factor)`` per axis (torch's rule); both at least 1."""
+    check_spatial_size(owner, in_size)
+    out = size if size is not None else tuple(math.floor(n * f) for n, f in zip(in_size, scale_factor))
+    if min(out) < 1:
+        raise ValueError(f"{owner}: input of spatial size {tuple(in_size)} times scale_factor {scale_factor} is empty")
+    return out
+
+
+def interpolation_indices(in_size: int, out_size: int, factor: float | None, mode: str, align_corners: bool, dtype: str):
+    """Where each output position reads along one axis, as torch computes it (in ``dtype``):
+    ``(low, high, weight)`` with ``y = (1 - weight) x[low] + weight x[high]`` for ``"bilinear"``
+    (``high = min(low + 1, H - 1)``), ``(low, low, None)`` for ``"nearest"`` (a pure gather).
+
+    The scale is ``1 / scale_factor`` when one was given, else ``H / H_o``; with ``align_corners``
+    it is ``(H - 1) / (H_o - 1)`` and the source ``i * scale`` (corners on corners); otherwise the
+    source is the half-pixel ``(i + 0.5) scale - 0.5``, clamped at 0. Nearest is torch's
+    ``floor(i * scale)`` in float32 (not the half-pixel ``"nearest-exact"``)."""
+    i = np.arange(out_size)  # (H_o,)
+    if mode == "nearest":
+        scale = np.float32(1.0 / factor) if factor else np.float32(in_size) / np.float32(out_size)
+        low = np.minimum(np.floor(i.astype(np.float32) * scale).astype(np.int64), in_size - 1)  # (H_o,)
+        return low, low, None
+    real = np.dtype(dtype).type
+    if align_corners:
+        scale = real(in_size - 1) / real(out_size - 1) if out_size > 1 else real(0)
+        source = scale * i.astype(dtype)  # (H_o,)
+    else:
+        scale = real(1.0 / factor) if factor else real(in_size) / real(out_size)
+        source = np.maximum(scale * (i.astype(dtype) + real(0.5)) - real(0.5), real(0))  # (H_o,)
+    low = source.astype(np.int64)  # (H_o,) floor: source >= 0
+    high = low + (low < in_size - 1)  # (H_o,)
+    return low, high, source - low.astype(dtype)

@@ -1,4 +1,5 @@
-r"""Day 30: transposed convolution — the backward of a convolution, used as a layer that upsamples.
+r"""Day 30: transposed convolution — the backward of a convolution, used as a layer that upsamples —
+and fixed upsampling (nearest, bilinear), its parameter-free alternative (``Upsample`` below).
 
 A convolution maps a large image to a small one with ``y = W x`` (``W`` the sparse matrix of the
 sliding kernel); its *transpose* maps small to large with ``y = W^T x`` and the same kernel. Every
@@ -38,7 +39,8 @@ import math
 import numpy as np
 
 from ml100.checks import check_input
-from ml100.geometry import conv_transpose_geometry, conv_transpose_output_size
+from ml100.geometry import (conv_transpose_geometry, conv_transpose_output_size, interpolation_indices, upsample_geometry,
+                            upsample_output_size)
 
 from ..foundations import init
 from ..foundations.conv import im2col
@@ -113,3 +115,57 @@ class ConvTranspose2d(Module):
             self.grads["bias"] += grad_out.sum(axis=(0, 2, 3))  # (O,)
         weight = self.params["weight"].reshape(g, c // g, og * kh * kw)  # (G, Cg, Og*kh*kw)
         return (weight @ cols).reshape(n, c, h, w)  # (N, C, H, W)
+
+
+class Upsample(Module):
+    r"""Upsampling of NCHW images without parameters, ``torch.nn.Upsample``'s: ``"nearest"`` (torch's
+    floor rule, a gather) or ``"bilinear"`` (``align_corners`` False: half-pixel centres; True:
+    corners on corners), one axis at a time — bilinear is separable,
+    :math:`y = (1-\lambda_h)(1-\lambda_w)x_{00} + \dots` is a lerp along H then a lerp along W.
+    The positions and weights are computed once in ``ml100.geometry.interpolation_indices``.
+    Backward: each lerp is linear, its adjoint the transposed interpolation matrix ``A`` ``(H_o, H)``
+    (weights ``1-λ`` at ``low`` and ``λ`` at ``high``): :math:`\partial L/\partial x = A_h^\top G_y A_w`."""
+
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners=None, dtype="float32"):
+        super().__init__(dtype)
+        self.size, self.scale_factor, self.align_corners = upsample_geometry("Upsample", size, scale_factor, mode, align_corners)
+        self.mode = mode
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_input("Upsample", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
+        (h, w), factors = x.shape[2:], self.scale_factor or (None, None)
+        out = upsample_output_size("Upsample", (h, w), self.size, self.scale_factor)
+        rows = interpolation_indices(h, out[0], factors[0], self.mode, self.align_corners, self.dtype)
+        columns = interpolation_indices(w, out[1], factors[1], self.mode, self.align_corners, self.dtype)
+        self.save_for_backward((h, w), rows, columns)
+        return _lerp(_lerp(x, 2, *rows), 3, *columns)  # (N, C, Ho, Wo)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        (h, w), rows, columns = self.saved_for_backward()
+        a_h = _interpolation_matrix(*rows, h, grad_out.dtype)  # (Ho, H)
+        a_w = _interpolation_matrix(*columns, w, grad_out.dtype)  # (Wo, W)
+        return a_h.T @ grad_out @ a_w  # (N, C, H, W)
+
+
+def _lerp(x: np.ndarray, axis: int, low: np.ndarray, high: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """``(1 - weight) x[low] + weight x[high]`` along ``axis``; a plain gather when ``weight`` is None
+    (nearest: no 0 * x term, so an inf pixel stays inf, as in torch)."""
+    if weight is None:
+        return np.take(x, low, axis=axis)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    weight = weight.reshape(shape)  # broadcast along the other axes
+    return np.take(x, low, axis=axis) * (1 - weight) + np.take(x, high, axis=axis) * weight
+
+
+def _interpolation_matrix(low: np.ndarray, high: np.ndarray, weight: np.ndarray | None, size: int, dtype) -> np.ndarray:
+    """The ``(out, size)`` matrix of one axis' interpolation (its transpose scatters the gradient back)."""
+    matrix = np.zeros((low.size, size), dtype=dtype)  # (out, size)
+    rows = np.arange(low.size)
+    if weight is None:
+        matrix[rows, low] = 1
+        return matrix
+    # += twice: at the last pixel low == high, and both weights land there.
+    np.add.at(matrix, (rows, low), 1 - weight)
+    np.add.at(matrix, (rows, high), weight)
+    return matrix

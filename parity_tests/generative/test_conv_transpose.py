@@ -231,3 +231,116 @@ def test_tf_same_is_a_crop_of_the_unpadded_output(kernel, same_as_torch):
     torch_padded = module.ConvTranspose2d(2, 3, kernel, stride=2, padding=1, output_padding=kernel % 2, dtype="float64")
     torch_padded.load_canonical_state_dict(layer.canonical_state_dict())
     assert np.allclose(torch_padded(x), tf_same) == same_as_torch
+
+
+# --- Upsample --------------------------------------------------------------------------------
+
+# (size, scale_factor, mode, align_corners, H, W)
+UPSAMPLE_CONFIGS = {
+    "nearest x2": (None, 2, "nearest", None, 3, 4),
+    "nearest to 7x5": ((7, 5), None, "nearest", None, 3, 4),
+    "nearest x1.5": (None, 1.5, "nearest", None, 3, 4),
+    "bilinear x2": (None, 2, "bilinear", None, 3, 4),
+    "bilinear to 7x9": ((7, 9), None, "bilinear", None, 3, 4),
+    "bilinear x(1.7, 2.5)": (None, (1.7, 2.5), "bilinear", None, 3, 4),
+    "bilinear align_corners x2": (None, 2, "bilinear", True, 3, 4),
+    "bilinear align_corners to 7x1": ((7, 1), None, "bilinear", True, 3, 4),
+}
+
+
+def tf_resize_reference(size, mode, align_corners):
+    """TF's resize ops at an explicit ``size`` (TF takes no scale factor): ``tf.image.resize``
+    bilinear is half-pixel (torch's ``align_corners=False``); the corner-aligned bilinear and torch's
+    floor-rule nearest exist only as ``tf.compat.v1`` ops (``tf.image.resize``'s nearest is
+    half-pixel: ``test_tf_resize_nearest_is_torch_nearest_exact``)."""
+    if mode == "nearest":
+        op = lambda x: tf.compat.v1.image.resize_nearest_neighbor(x, size, align_corners=False, half_pixel_centers=False)
+    elif align_corners:
+        op = lambda x: tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+    else:
+        op = lambda x: tf.image.resize(x, size, method="bilinear")
+
+    def run(state, inputs, cotangents, dtype):
+        call = lambda x: tf.transpose(op(tf.transpose(x, NCHW_TO_NHWC)), NHWC_TO_NCHW)
+        return run_tf(call, inputs, ("x",), cotangents, {}, lambda grads: {})
+
+    return run
+
+
+def upsample_case(config, dtype="float64", batch=2):
+    size, scale_factor, mode, align_corners, h, w = config
+    references = {"torch.nn.Upsample": torch_module_reference(
+        lambda dtype: torch.nn.Upsample(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners))}
+    # TF takes a size, and computes its scale as H / H_o: equal to torch's 1 / scale_factor only
+    # when the factor is an integer. TF's bilinear resize computes and returns float32 whatever the image dtype, so
+    # it is a float32 reference only (test_tf_bilinear_resize_computes_in_float32).
+    if (size is not None or isinstance(scale_factor, int)) and (mode == "nearest" or dtype == "float32"):
+        out = size or (h * scale_factor, w * scale_factor)
+        references["tf.image resize"] = tf_resize_reference(out, mode, align_corners)
+    return Case(
+        module=MODULE,
+        build=lambda m, dtype, rng: m.Upsample(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                                               dtype=dtype),
+        inputs=lambda dtype, rng: {"x": rng.standard_normal((batch, 3, h, w)).astype(dtype)},
+        references=references,
+        tf_layouts={"x": NCHW_TO_NHWC},
+        tf_output_layouts={0: NCHW_TO_NHWC},
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", UPSAMPLE_CONFIGS)
+def test_upsample_parity(name, dtype):
+    check_parity(upsample_case(UPSAMPLE_CONFIGS[name], dtype), dtype)
+
+
+@pytest.mark.parametrize("name", ["nearest x1.5", "bilinear x(1.7, 2.5)", "bilinear align_corners to 7x1"])
+def test_upsample_gradcheck(name):
+    gradcheck_numpy(upsample_case(UPSAMPLE_CONFIGS[name], batch=1))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_tf_bilinear_resize_computes_in_float32(align_corners):
+    """TF's bilinear resize returns float32 for a float64 image (``tf.image.resize`` documents it;
+    the v1 corner-aligned op does the same): it equals our float32 layer, and differs from our
+    float64 one by ~1e-7 — so TF's bilinear is a float32 reference only."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 2))
+    op = (lambda v: tf.compat.v1.image.resize_bilinear(v, (7, 5), align_corners=True)) if align_corners else (
+        lambda v: tf.image.resize(v, (7, 5), method="bilinear"))
+    tf_out = np.transpose(op(np.transpose(x, NCHW_TO_NHWC)).numpy(), NHWC_TO_NCHW)
+    layer = lambda dtype: get_module("numpy", MODULE).Upsample(size=(7, 5), mode="bilinear", align_corners=align_corners, dtype=dtype)
+    assert tf_out.dtype == np.float32
+    np.testing.assert_allclose(tf_out, layer("float32")(x.astype(np.float32)), rtol=TOLERANCES["float32"], atol=TOLERANCES["float32"])
+    assert np.abs(tf_out - layer("float64")(x)).max() > TOLERANCES["float64"]
+
+
+def test_tf_resize_nearest_is_torch_nearest_exact():
+    """``tf.image.resize(method="nearest")`` reads the half-pixel source ``floor((i + 0.5) H / H_o)``:
+    torch's ``"nearest-exact"``, not its ``"nearest"`` (``floor(i H / H_o)``, ours)."""
+    x = np.random.default_rng(0).standard_normal((1, 1, 3, 3))
+    tf_nearest = np.transpose(tf.image.resize(np.transpose(x, NCHW_TO_NHWC), (5, 5), method="nearest").numpy(), NHWC_TO_NCHW)
+    exact = F.interpolate(torch.from_numpy(x), size=(5, 5), mode="nearest-exact").numpy()
+    ours = get_module("numpy", MODULE).Upsample(size=(5, 5), dtype="float64")(x)
+    np.testing.assert_array_equal(tf_nearest, exact)
+    assert not np.array_equal(ours, tf_nearest)
+
+
+@pytest.mark.parametrize("tree", ["numpy", "torch", "tf"])
+def test_upsample_bad_input(tree):
+    module = get_module(tree, MODULE)
+    with pytest.raises(ValueError, match="Upsample: give exactly one of size and scale_factor"):
+        module.Upsample()
+    with pytest.raises(ValueError, match="Upsample: give exactly one of size and scale_factor"):
+        module.Upsample(size=4, scale_factor=2)
+    with pytest.raises(ValueError, match="Upsample: mode must be one of"):
+        module.Upsample(scale_factor=2, mode="bicubic")
+    with pytest.raises(ValueError, match="Upsample: align_corners can only be set with mode 'bilinear'"):
+        module.Upsample(scale_factor=2, align_corners=True)
+    with pytest.raises(ValueError, match="Upsample: scale_factor must be a number > 0 or a pair of them"):
+        module.Upsample(scale_factor=-1.0)
+    layer = module.Upsample(scale_factor=0.3, dtype="float64")
+    shape = (1, 2, 2, 3) if tree == "tf" else (1, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"Upsample: input of spatial size \(2, 2\) times scale_factor"):
+        layer(to_tree(tree, np.zeros(shape)))
+    with pytest.raises(ValueError, match="must have 4 dimensions"):
+        layer(to_tree(tree, np.zeros((3, 5, 5))))

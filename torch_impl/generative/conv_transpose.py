@@ -1,4 +1,5 @@
-r"""Day 30: transposed convolution — the backward of a convolution, used as a layer that upsamples.
+r"""Day 30: transposed convolution — the backward of a convolution, used as a layer that upsamples —
+and fixed upsampling (nearest, bilinear), its parameter-free alternative (``Upsample`` below).
 
 A convolution maps a large image to a small one with ``y = W x`` (``W`` the sparse matrix of the
 sliding kernel); its *transpose* maps small to large with ``y = W^T x`` and the same kernel. Every
@@ -43,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml100.checks import check_input
-from ml100.geometry import conv_transpose_geometry, conv_transpose_output_size
+from ml100.geometry import (conv_transpose_geometry, conv_transpose_output_size, interpolation_indices, upsample_geometry,
+                            upsample_output_size)
 
 from ..foundations import init
 from ..module import Module
@@ -88,3 +90,36 @@ class ConvTranspose2d(Module):
         if self.bias is not None:
             y = y + self.bias[:, None, None]
         return y
+
+
+class Upsample(Module):
+    r"""Upsampling of NCHW images without parameters, ``torch.nn.Upsample``'s: ``"nearest"`` (torch's
+    floor rule, a gather) or ``"bilinear"`` (``align_corners`` False: half-pixel centres; True:
+    corners on corners), one axis at a time — bilinear is separable,
+    :math:`y = (1-\lambda_h)(1-\lambda_w)x_{00} + \dots` is a lerp along H then a lerp along W.
+    The positions and weights are computed once in ``ml100.geometry.interpolation_indices``.
+    Autograd derives the backward (index_select's is a scatter-add); never ``F.interpolate``, the reference."""
+
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners=None, dtype="float32"):
+        super().__init__(dtype)
+        self.size, self.scale_factor, self.align_corners = upsample_geometry("Upsample", size, scale_factor, mode, align_corners)
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input("Upsample", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
+        (h, w), factors = tuple(x.shape[2:]), self.scale_factor or (None, None)
+        out = upsample_output_size("Upsample", (h, w), self.size, self.scale_factor)
+        rows = interpolation_indices(h, out[0], factors[0], self.mode, self.align_corners, self.dtype)
+        columns = interpolation_indices(w, out[1], factors[1], self.mode, self.align_corners, self.dtype)
+        return _lerp(_lerp(x, 2, *rows), 3, *columns)  # (N, C, Ho, Wo)
+
+
+def _lerp(x: torch.Tensor, axis: int, low: np.ndarray, high: np.ndarray, weight: np.ndarray | None) -> torch.Tensor:
+    """``(1 - weight) x[low] + weight x[high]`` along ``axis``; a plain gather when ``weight`` is None
+    (nearest: no 0 * x term, so an inf pixel stays inf, as in torch)."""
+    if weight is None:
+        return x.index_select(axis, torch.from_numpy(low))
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    weight = torch.from_numpy(weight).reshape(shape)  # broadcast along the other axes
+    return x.index_select(axis, torch.from_numpy(low)) * (1 - weight) + x.index_select(axis, torch.from_numpy(high)) * weight
