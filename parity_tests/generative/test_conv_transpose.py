@@ -97,7 +97,8 @@ def conv_transpose_case(config, batch=2, bias=True, seed=0):
     c_in, c_out, k, s, p, op, g, d, h, w = config
     references = {"torch.nn.ConvTranspose2d": torch_conv_transpose_reference(config, bias),
                   "F.conv_transpose2d": f_conv_transpose2d_reference(config, bias)}
-    # tf.nn.conv2d_transpose has no groups, and on CPU no dilation > 1 (like tf.nn.conv2d, day 15).
+    # tf.nn.conv2d_transpose has no groups, and on CPU refuses dilation > 1 even forward (it is
+    # Conv2DBackpropInput: "Current CPU implementations do not yet support dilation rates larger than 1").
     if bias and g == 1 and d == 1:
         references["tf.nn.conv2d_transpose"] = tf_conv2d_transpose_reference(config)
     return Case(
