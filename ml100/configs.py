@@ -340,3 +340,18 @@ class Seq2SeqConfig(ModelConfig):
     num_layers: int = option(1, help="stacked GRU layers in the encoder and in the decoder")
     score_mode: str = option("general", choices=SEQ2SEQ_SCORE_MODES,
                              help="Luong score of the attention variant: dot (q.k) or general (q.Wk)")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig(ModelConfig):
+    """The day-32 convolutional VAE for the 8x8 digits (no reference config: the names are the
+    constructor arguments of the ``torch.nn`` layers it is built from)."""
+
+    in_channels: int = option(1, help="channels of the input images")
+    channels: tuple[int, ...] = option((8, 16), length=2, help="output channels of the two stride-2 encoder convolutions")
+    latent_dim: int = option(4, help="width of the latent code z (outputs of fc_mu and fc_logvar)")
+    image_size: int = option(8, help="height and width of the images; a multiple of 4 (two stride-2 convolutions)")
+
+    def check_relations(self) -> None:
+        if self.image_size % 4:
+            raise self.error("image_size", "be divisible by 4 (two stride-2 convolutions)", self.image_size)

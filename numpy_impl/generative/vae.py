@@ -1,0 +1,153 @@
+r"""Day 32: the variational autoencoder (Kingma & Welling, "Auto-Encoding Variational Bayes", 2014),
+a small convolutional one for the 8×8 digits.
+
+.. code-block:: text
+
+    x (N, C, 8, 8) → conv1 3×3 s2 → ReLU → conv2 3×3 s2 → ReLU → flatten (N, C2·2·2)
+                   → fc_mu → mu (N, D),  fc_logvar → logvar (N, D)
+    z = mu + exp(½ logvar) ⊙ eps          (eps ~ N(0, I), passed in: randomness is an input)
+    z → fc_decode → ReLU → unflatten (N, C2, 2, 2) → deconv1 3×3 s2 → ReLU → deconv2 3×3 s2 → logits (N, C, 8, 8)
+
+The loss is the negative ELBO, per example and averaged over the batch (torch-style ``mean`` over
+the batch, ``sum`` over pixels and latent units):
+
+.. math::  \mathcal{L} = \frac1N\sum_n\Big[\underbrace{\sum_p \text{BCEWithLogits}(\ell_{np}, x_{np})}_{\text{reconstruction}}
+           \;-\;\frac{\beta}{2}\sum_d\big(1 + v_{nd} - \mu_{nd}^2 - e^{v_{nd}}\big)\Big]
+
+(``v = logvar``; the KL term is the closed form of :math:`KL(\mathcal N(\mu, e^{v}) \,\|\, \mathcal N(0, I))`).
+
+Backward of the KL: :math:`\partial/\partial\mu = \beta\mu/N`, :math:`\partial/\partial v = \tfrac{\beta}{2}(e^{v} - 1)/N`.
+Backward of the reparameterization, :math:`\sigma = e^{v/2}`, :math:`z = \mu + \sigma\varepsilon`:
+:math:`\partial L/\partial\mu \mathrel{+}= G_z`, :math:`\partial L/\partial v \mathrel{+}= G_z\,\varepsilon\,\sigma/2`,
+:math:`\partial L/\partial\varepsilon = G_z\,\sigma` — ``mu`` and ``logvar`` get gradient both
+through ``z`` and through the KL (the two paths add).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ml100.checks import check_input, check_nonnegative
+from ml100.configs import VAEConfig, check_config
+
+from ..foundations.activations import ReLU
+from ..foundations.cnn import Flatten
+from ..foundations.conv import Conv2d
+from ..foundations.linear import Linear
+from ..foundations.logistic_regression import BCEWithLogitsLoss
+from ..module import Module
+from .conv_transpose import ConvTranspose2d
+
+
+class Unflatten(Module):
+    """``(N, C*H*W) -> (N, C, H, W)``, the inverse of :class:`Flatten` (channel, row, column order)."""
+
+    def __init__(self, channels: int, size: int, dtype="float32"):
+        super().__init__(dtype)
+        self.channels, self.size = channels, size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_input("Unflatten", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=2)
+        return x.reshape(x.shape[0], self.channels, self.size, self.size)  # (N, C, H, W)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        n, c, h, w = grad_out.shape
+        # Sizes spelled out: with an empty batch a -1 would be ambiguous.
+        return grad_out.reshape(n, c * h * w)  # (N, C*H*W)
+
+
+class VAE(Module):
+    """Convolutional encoder to ``(mu, logvar)``, the reparameterization, a transposed-convolution
+    decoder to pixel logits; sized by a :class:`ml100.configs.VAEConfig`."""
+
+    def __init__(self, config: VAEConfig, dtype="float32", rng: np.random.Generator | None = None):
+        check_config("VAE", config, VAEConfig)
+        super().__init__(dtype)
+        rng = np.random.default_rng() if rng is None else rng
+        self.config = config
+        c1, c2 = config.channels
+        side = config.image_size // 4
+        self.conv1 = Conv2d(config.in_channels, c1, 3, stride=2, padding=1, dtype=dtype, rng=rng)
+        self.relu1 = ReLU(dtype=dtype)
+        self.conv2 = Conv2d(c1, c2, 3, stride=2, padding=1, dtype=dtype, rng=rng)
+        self.relu2 = ReLU(dtype=dtype)
+        self.flatten = Flatten(dtype=dtype)
+        self.fc_mu = Linear(c2 * side * side, config.latent_dim, dtype=dtype, rng=rng)
+        self.fc_logvar = Linear(c2 * side * side, config.latent_dim, dtype=dtype, rng=rng)
+        self.fc_decode = Linear(config.latent_dim, c2 * side * side, dtype=dtype, rng=rng)
+        self.relu3 = ReLU(dtype=dtype)
+        self.unflatten = Unflatten(c2, side, dtype=dtype)
+        # output_padding 1: of the two sizes a stride-2 convolution maps to `side`, the even one.
+        self.deconv1 = ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1, dtype=dtype, rng=rng)
+        self.relu4 = ReLU(dtype=dtype)
+        self.deconv2 = ConvTranspose2d(c1, config.in_channels, 3, stride=2, padding=1, output_padding=1, dtype=dtype, rng=rng)
+
+    def encoder(self) -> list[Module]:
+        """The stages from the image to the features that ``fc_mu`` and ``fc_logvar`` share."""
+        return [self.conv1, self.relu1, self.conv2, self.relu2, self.flatten]
+
+    def decoder(self) -> list[Module]:
+        """The stages from ``z`` to the pixel logits."""
+        return [self.fc_decode, self.relu3, self.unflatten, self.deconv1, self.relu4, self.deconv2]
+
+    def forward(self, x: np.ndarray, eps: np.ndarray):
+        check_input("VAE", "eps", eps.shape, eps.dtype, expected_dtype=self.dtype, ndim=2)
+        if tuple(eps.shape) != (x.shape[0], self.config.latent_dim):
+            raise ValueError(f"VAE: eps must have shape (N, latent_dim) = ({x.shape[0]}, {self.config.latent_dim}), "
+                             f"got {tuple(eps.shape)}")
+        h = x
+        for module in self.encoder():
+            h = module(h)  # ends (N, C2*side*side)
+        mu = self.fc_mu(h)  # (N, D)
+        logvar = self.fc_logvar(h)  # (N, D)
+        std = np.exp(0.5 * logvar)  # (N, D)
+        z = mu + std * eps  # (N, D)
+        self.save_for_backward(eps, std)
+        logits = z
+        for module in self.decoder():
+            logits = module(logits)  # ends (N, C, H, W)
+        return logits, mu, logvar
+
+    def backward(self, grad_logits, grad_mu=None, grad_logvar=None):
+        eps, std = self.saved_for_backward()
+        grad_z = np.zeros_like(eps) if grad_logits is None else grad_logits
+        for module in reversed(self.decoder()):
+            grad_z = module.backward(grad_z)  # ends (N, D)
+        grad_mu = grad_z if grad_mu is None else grad_mu + grad_z  # (N, D): dz/dmu = 1
+        grad_std = grad_z * eps  # (N, D)
+        grad_logvar_z = 0.5 * std * grad_std  # (N, D): dstd/dlogvar = std / 2
+        grad_logvar = grad_logvar_z if grad_logvar is None else grad_logvar + grad_logvar_z  # (N, D)
+        grad_eps = grad_z * std  # (N, D)
+        grad_h = self.fc_logvar.backward(grad_logvar) + self.fc_mu.backward(grad_mu)  # (N, C2*side*side)
+        for module in reversed(self.encoder()):
+            grad_h = module.backward(grad_h)  # ends (N, C, H, W)
+        return grad_h, grad_eps
+
+
+class VAELoss(Module):
+    """The negative ELBO: BCE-with-logits summed over pixels plus ``beta`` times the analytic KL
+    summed over latent units, both averaged over the batch; ``forward(logits, target, mu, logvar)``."""
+
+    def __init__(self, beta: float = 1.0, dtype="float32"):
+        super().__init__(dtype)
+        self.beta = check_nonnegative("VAELoss", "beta", beta)
+        self.reconstruction = BCEWithLogitsLoss(reduction="sum", dtype=dtype)
+
+    def forward(self, logits: np.ndarray, target: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+        check_input("VAELoss", "mu", mu.shape, mu.dtype, expected_dtype=self.dtype, ndim=2)
+        check_input("VAELoss", "logvar", logvar.shape, logvar.dtype, expected_dtype=self.dtype, ndim=2)
+        if mu.shape != logvar.shape or mu.shape[0] != logits.shape[0]:
+            raise ValueError(f"VAELoss: mu and logvar must both be (N, D) with N = logits.shape[0] = {logits.shape[0]}, "
+                             f"got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+        n = logits.shape[0]
+        reconstruction = self.reconstruction(logits, target)  # ()
+        kl = -0.5 * np.sum(1.0 + logvar - mu**2 - np.exp(logvar))  # ()
+        self.save_for_backward(n, mu, logvar)
+        return (reconstruction + self.beta * kl) / n  # ()
+
+    def backward(self, grad_out=1.0):
+        n, mu, logvar = self.saved_for_backward()
+        scale = np.asarray(grad_out, dtype=mu.dtype) / n
+        grad_logits = self.reconstruction.backward(scale)  # (N, C, H, W)
+        grad_mu = scale * self.beta * mu  # (N, D)
+        grad_logvar = scale * self.beta * 0.5 * (np.exp(logvar) - 1.0)  # (N, D)
+        return grad_logits, grad_mu, grad_logvar
