@@ -1,0 +1,177 @@
+"""Day 32: the convolutional VAE and its negative-ELBO loss in three trees, against a torch.nn model
+built from ``nn.Conv2d``, ``nn.Linear`` and ``nn.ConvTranspose2d`` (same state dict) with the
+reparameterization and the loss written with torch ops."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ml100.backends import get_module
+from ml100.configs import ConfigError, VAEConfig
+from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, assert_raises_exactly, check_parity,
+                                  gradcheck_numpy, random_weights, to_tree, torch_module_reference)
+
+CONFIG = VAEConfig(in_channels=1, channels=(3, 4), latent_dim=2, image_size=8)
+TINY = VAEConfig(in_channels=1, channels=(2, 2), latent_dim=2, image_size=4)
+BATCH = 2
+BETA = 0.7
+
+
+class TorchVAE(torch.nn.Module):
+    """The reference: torch.nn's layers, named as the trees name theirs (the canonical state)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        c1, c2 = config.channels
+        self.side = config.image_size // 4
+        features = c2 * self.side * self.side
+        self.conv1 = torch.nn.Conv2d(config.in_channels, c1, 3, stride=2, padding=1)
+        self.conv2 = torch.nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.fc_mu = torch.nn.Linear(features, config.latent_dim)
+        self.fc_logvar = torch.nn.Linear(features, config.latent_dim)
+        self.fc_decode = torch.nn.Linear(config.latent_dim, features)
+        self.deconv1 = torch.nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1)
+        self.deconv2 = torch.nn.ConvTranspose2d(c1, config.in_channels, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x, eps):
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x)))).flatten(1)
+        mu, logvar = self.fc_mu(h), self.fc_logvar(h)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        h = torch.relu(self.fc_decode(z)).unflatten(1, (-1, self.side, self.side))
+        return self.deconv2(torch.relu(self.deconv1(h))), mu, logvar
+
+
+def torch_negative_elbo(logits, target, mu, logvar, beta=BETA):
+    """The loss with torch ops: summed BCE-with-logits plus beta times the analytic KL, over the batch size."""
+    reconstruction = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu**2 - torch.exp(logvar))
+    return (reconstruction + beta * kl) / logits.shape[0]
+
+
+class TorchNegativeELBO(torch.nn.Module):
+    def forward(self, logits, target, mu, logvar):
+        return torch_negative_elbo(logits, target, mu, logvar)
+
+
+def vae_case(config=CONFIG, batch=BATCH):
+    def inputs(dtype, rng):
+        return {"x": rng.random((batch, config.in_channels, config.image_size, config.image_size)).astype(dtype),
+                "eps": rng.standard_normal((batch, config.latent_dim)).astype(dtype)}
+
+    return Case(module="generative.vae", build=lambda m, dtype, rng: m.VAE(config, dtype=dtype, rng=rng),
+                inputs=inputs, differentiable=("x", "eps"), output_names=("logits", "mu", "logvar"),
+                references={"torch.nn (Conv2d, Linear, ConvTranspose2d)": torch_module_reference(
+                    lambda dtype: TorchVAE(config), differentiable=("x", "eps"))},
+                tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={"logits": NCHW_TO_NHWC})
+
+
+def loss_case():
+    def inputs(dtype, rng):
+        return {"logits": rng.standard_normal((BATCH, 1, 4, 4)).astype(dtype), "target": rng.random((BATCH, 1, 4, 4)).astype(dtype),
+                "mu": rng.standard_normal((BATCH, 3)).astype(dtype), "logvar": rng.standard_normal((BATCH, 3)).astype(dtype)}
+
+    return Case(module="generative.vae", build=lambda m, dtype, rng: m.VAELoss(beta=BETA, dtype=dtype),
+                inputs=inputs, differentiable=("logits", "mu", "logvar"), output_names=("loss",),
+                references={"torch ops": torch_module_reference(lambda dtype: TorchNegativeELBO(),
+                                                                 differentiable=("logits", "mu", "logvar"))},
+                tf_layouts={"logits": NCHW_TO_NHWC, "target": NCHW_TO_NHWC},
+                special_finite_inputs={"target": "a pixel intensity in [0, 1], finite by contract"})
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_vae_parity_against_torch_nn(dtype):
+    check_parity(vae_case(), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_negative_elbo_parity_against_torch_ops(dtype):
+    check_parity(loss_case(), dtype)
+
+
+def test_vae_gradcheck():
+    gradcheck_numpy(vae_case(TINY, batch=2))
+
+
+def test_negative_elbo_gradcheck():
+    gradcheck_numpy(loss_case())
+
+
+def test_canonical_names_are_torch_nn_names():
+    names = list(TorchVAE(CONFIG).state_dict())
+    for tree in TREES:
+        model = get_module(tree, "generative.vae").VAE(CONFIG, rng=np.random.default_rng(0))
+        assert list(model.canonical_state_dict()) == names, tree
+
+
+def numpy_and_torch(seed: int):
+    model = get_module("numpy", "generative.vae").VAE(CONFIG, dtype="float64")
+    state = random_weights(model.canonical_state_dict(), np.random.default_rng(seed))
+    model.load_canonical_state_dict(state)
+    reference = TorchVAE(CONFIG).double()
+    reference.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    return model, reference
+
+
+def assert_grads_match(model, reference, what: str) -> None:
+    ours = model.canonical_grads()
+    for name, param in reference.named_parameters():
+        np.testing.assert_allclose(ours[name], param.grad.numpy(), rtol=TOLERANCES["float64"], atol=1e-12,
+                                   err_msg=f"{what}: {name}")
+
+
+def test_numpy_negative_elbo_end_to_end_matches_autograd():
+    """The ELBO, both input gradients and every parameter gradient of model + loss: mu and logvar
+    receive gradient both through z and through the KL, and the two paths add."""
+    model, reference = numpy_and_torch(3)
+    rng = np.random.default_rng(4)
+    x, eps = rng.random((BATCH, 1, 8, 8)), rng.standard_normal((BATCH, CONFIG.latent_dim))
+    loss = get_module("numpy", "generative.vae").VAELoss(beta=BETA, dtype="float64")
+    logits, mu, logvar = model(x, eps)
+    value = loss(logits, x, mu, logvar)
+    grad_x, grad_eps = model.backward(*loss.backward())
+    tx, teps = torch.from_numpy(x).requires_grad_(), torch.from_numpy(eps).requires_grad_()
+    t_logits, t_mu, t_logvar = reference(tx, teps)
+    expected = torch_negative_elbo(t_logits, torch.from_numpy(x), t_mu, t_logvar)
+    expected.backward()
+    np.testing.assert_allclose(value, expected.item(), rtol=TOLERANCES["float64"])
+    np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=TOLERANCES["float64"], atol=1e-12)
+    np.testing.assert_allclose(grad_eps, teps.grad.numpy(), rtol=TOLERANCES["float64"], atol=1e-12)
+    assert_grads_match(model, reference, "negative ELBO")
+
+
+def test_numpy_vae_used_twice_matches_autograd():
+    """Two batches through one model, backpropagated in reverse order: the NumPy model sums both
+    uses' gradients (every layer's cache stacks), as autograd does."""
+    model, reference = numpy_and_torch(6)
+    rng = np.random.default_rng(7)
+    batches = [(rng.random((BATCH, 1, 8, 8)), rng.standard_normal((BATCH, CONFIG.latent_dim))) for _ in range(2)]
+    cotangents = [[rng.standard_normal(shape) for shape in ((BATCH, 1, 8, 8), (BATCH, 2), (BATCH, 2))] for _ in range(2)]
+    for x, eps in batches:
+        model(x, eps)
+    for grads in reversed(cotangents):
+        model.backward(*grads)
+    total = 0
+    for (x, eps), grads in zip(batches, cotangents):
+        outputs = reference(torch.from_numpy(x), torch.from_numpy(eps))
+        total = total + sum((out * torch.from_numpy(g)).sum() for out, g in zip(outputs, grads))
+    total.backward()
+    assert_grads_match(model, reference, "used twice")
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_vae_refuses_bad_config_and_inputs(tree):
+    topic = get_module(tree, "generative.vae")
+    with pytest.raises(TypeError, match="VAE"):
+        topic.VAE({"latent_dim": 2})
+    model = topic.VAE(CONFIG, dtype="float64", rng=np.random.default_rng(0))
+    x = to_tree(tree, np.zeros((BATCH, 8, 8, 1) if tree == "tf" else (BATCH, 1, 8, 8)))
+    assert_raises_exactly(ValueError, "VAE: eps must have shape (N, latent_dim) = (2, 2), got (2, 3)",
+                          lambda: model(x, to_tree(tree, np.zeros((BATCH, 3)))))
+    with pytest.raises(ValueError, match="VAELoss: beta"):
+        topic.VAELoss(beta=-1.0)
+
+
+def test_config_refuses_an_image_size_two_strides_cannot_halve():
+    with pytest.raises(ConfigError, match="image_size"):
+        dataclasses.replace(CONFIG, image_size=6)
