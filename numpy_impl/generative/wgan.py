@@ -36,9 +36,9 @@ from ..foundations import init
 from ..foundations.linear import Linear
 from ..module import Module
 
-WEIGHT = "parametrizations.weight.original"
-U = "parametrizations.weight.0._u"
-V = "parametrizations.weight.0._v"
+_WEIGHT = "parametrizations.weight.original"
+_U = "parametrizations.weight.0._u"
+_V = "parametrizations.weight.0._v"
 # torch refines the random u, v this many times when the parametrization is registered.
 INIT_POWER_ITERATIONS = 15
 
@@ -72,21 +72,21 @@ class SNLinear(Module):
         linear = Linear(in_features, out_features, bias, dtype, rng)
         if "bias" in linear.params:
             self.params["bias"] = linear.params["bias"]
-        self.params[WEIGHT] = linear.params["weight"]
+        self.params[_WEIGHT] = linear.params["weight"]
         u = normalize(init.normal((out_features,), rng, 1.0, dtype), self.eps)  # (out,)
         v = normalize(init.normal((in_features,), rng, 1.0, dtype), self.eps)  # (in,)
-        self.buffers[U], self.buffers[V] = power_iteration(self.params[WEIGHT], u, v, INIT_POWER_ITERATIONS, self.eps)
+        self.buffers[_U], self.buffers[_V] = power_iteration(self.params[_WEIGHT], u, v, INIT_POWER_ITERATIONS, self.eps)
         self.zero_grad()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input("SNLinear", "x", x.shape, x.dtype, expected_dtype=self.dtype, last_dim=self.in_features)
-        weight = self.params[WEIGHT]  # (out, in)
+        weight = self.params[_WEIGHT]  # (out, in)
         if self.training:
             # In place: the buffers are state (a loaded or optimizer-held array keeps its identity).
-            self.buffers[U][...], self.buffers[V][...] = power_iteration(
-                weight, self.buffers[U], self.buffers[V], self.n_power_iterations, self.eps)
+            self.buffers[_U][...], self.buffers[_V][...] = power_iteration(
+                weight, self.buffers[_U], self.buffers[_V], self.n_power_iterations, self.eps)
         # Copies, as torch clones them: a later forward updates the buffers before this backward.
-        u, v = self.buffers[U].copy(), self.buffers[V].copy()  # (out,), (in,)
+        u, v = self.buffers[_U].copy(), self.buffers[_V].copy()  # (out,), (in,)
         sigma = u @ (weight @ v)
         weight_sn = weight / sigma  # (out, in)
         self.save_for_backward(x, u, v, sigma, weight_sn)
@@ -102,7 +102,7 @@ class SNLinear(Module):
         g_rows = grad_out.reshape(rows, self.out_features)  # (R, out)
         grad_sn = g_rows.T @ x_rows  # (out, in)
         # Through W / sigma with sigma = u^T W v (u, v constants): (G - <G, W/sigma> u v^T) / sigma.
-        self.grads[WEIGHT] += (grad_sn - np.sum(grad_sn * weight_sn) * np.outer(u, v)) / sigma  # (out, in)
+        self.grads[_WEIGHT] += (grad_sn - np.sum(grad_sn * weight_sn) * np.outer(u, v)) / sigma  # (out, in)
         if "bias" in self.params:
             self.grads["bias"] += g_rows.sum(axis=0)  # (out,)
         return grad_out @ weight_sn  # (..., in)

@@ -28,9 +28,9 @@ from ..foundations import init
 from ..foundations.linear import Linear
 from ..module import TRANSPOSED, Module
 
-WEIGHT = "parametrizations.weight.original"
-U = "parametrizations.weight.0._u"
-V = "parametrizations.weight.0._v"
+_WEIGHT = "parametrizations.weight.original"
+_U = "parametrizations.weight.0._u"
+_V = "parametrizations.weight.0._v"
 # torch refines the random u, v this many times when the parametrization is registered.
 INIT_POWER_ITERATIONS = 15
 
@@ -63,23 +63,23 @@ class SNLinear(Module):
         # The day-6 layer draws W and b exactly as nn.Linear does; spectral_norm then wraps W.
         linear = Linear(in_features, out_features, bias, dtype, rng)
         self.bias = None if linear.bias is None else self.add_param("bias", linear.bias)
-        self.kernel = self.add_param(WEIGHT, linear.kernel, layout=TRANSPOSED)  # (in, out)
+        self.kernel = self.add_param(_WEIGHT, linear.kernel, layout=TRANSPOSED)  # (in, out)
         u = normalize(init.normal((out_features,), rng, 1.0, dtype), self.eps)  # (out,)
         v = normalize(init.normal((in_features,), rng, 1.0, dtype), self.eps)  # (in,)
         u, v = power_iteration(tf.transpose(self.kernel), u, v, INIT_POWER_ITERATIONS, self.eps)
-        self.buffers[U] = tf.Variable(u, trainable=False, name=U)
-        self.buffers[V] = tf.Variable(v, trainable=False, name=V)
+        self.buffers[_U] = tf.Variable(u, trainable=False, name=_U)
+        self.buffers[_V] = tf.Variable(v, trainable=False, name=_V)
 
     def forward(self, x: tf.Tensor) -> tf.Tensor:
         check_input("SNLinear", "x", x.shape, x.dtype, expected_dtype=self.dtype, last_dim=self.in_features)
         weight = tf.transpose(self.kernel)  # (out, in)
         if self.training:
             # Off the tape: u, v are estimates, not functions of W to differentiate.
-            u, v = power_iteration(tf.stop_gradient(weight), self.buffers[U], self.buffers[V], self.n_power_iterations, self.eps)
-            self.buffers[U].assign(u)
-            self.buffers[V].assign(v)
+            u, v = power_iteration(tf.stop_gradient(weight), self.buffers[_U], self.buffers[_V], self.n_power_iterations, self.eps)
+            self.buffers[_U].assign(u)
+            self.buffers[_V].assign(v)
         # Read as constants (torch clones them): a later forward reassigns the variables.
-        u, v = tf.stop_gradient(tf.identity(self.buffers[U])), tf.stop_gradient(tf.identity(self.buffers[V]))  # (out,), (in,)
+        u, v = tf.stop_gradient(tf.identity(self.buffers[_U])), tf.stop_gradient(tf.identity(self.buffers[_V]))  # (out,), (in,)
         sigma = tf.tensordot(u, tf.linalg.matvec(weight, v), axes=1)
         kernel_sn = self.kernel / sigma  # (in, out)
         y = tf.matmul(x, kernel_sn) if x.shape.rank == 2 else tf.tensordot(x, kernel_sn, axes=1)  # (..., out)
