@@ -23,7 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ml100.backends import get_module
 from parity_tests.harness import (TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity, check_trajectory,
-                                  gradcheck_numpy, random_weights, run_torch, run_tree, torch_module_reference)
+                                  gradcheck_numpy, random_weights, run_torch, run_tree, to_tree, torch_module_reference)
 
 MODULE = "generative.wgan"
 IN, OUT, N = 4, 3, 5
@@ -182,3 +182,17 @@ ERRORS = [
 def test_constructor_errors(tree, kwargs, error, message):
     arguments = {"in_features": IN, "out_features": OUT, **kwargs}
     assert_raises_exactly(error, message, lambda: get_module(tree, MODULE).SNLinear(**arguments, dtype="float64"))
+
+
+
+@pytest.mark.parametrize("x", [np.zeros((N, IN + 1)), np.zeros((N, IN), np.float32)], ids=["wrong width", "wrong dtype"])
+def test_input_errors_are_the_same_in_every_tree(x):
+    """A bad input raises one error, the NumPy tree's text, in every tree (before the buffers move)."""
+    with pytest.raises(Exception) as raised:
+        get_module("numpy", MODULE).SNLinear(IN, OUT, dtype="float64")(x)
+    for tree in TREES:
+        model = get_module(tree, MODULE).SNLinear(IN, OUT, dtype="float64", rng=np.random.default_rng(0))
+        before = model.canonical_state_dict()
+        assert_raises_exactly(raised.type, str(raised.value), lambda: model(to_tree(tree, x)))
+        for name, value in model.canonical_state_dict().items():
+            np.testing.assert_array_equal(value, before[name], err_msg=f"{tree} {name}")
