@@ -18,6 +18,8 @@ function; see docs/days/day35.md.
 """
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -33,10 +35,10 @@ V = "parametrizations.weight.0._v"
 STEPS = 4
 
 
-def torch_spectral_norm_linear(n_power_iterations=1, bias=True, training=True):
-    """``spectral_norm(nn.Linear(IN, OUT))``: its ``state_dict`` names are the canonical ones."""
+def torch_spectral_norm_linear(n_power_iterations=1, bias=True, training=True, in_features=IN, out_features=OUT):
+    """``spectral_norm(nn.Linear(in_features, out_features))``: its ``state_dict`` names are the canonical ones."""
     def make(dtype):
-        layer = spectral_norm(torch.nn.Linear(IN, OUT, bias=bias), n_power_iterations=n_power_iterations)
+        layer = spectral_norm(torch.nn.Linear(in_features, out_features, bias=bias), n_power_iterations=n_power_iterations)
         return layer.train(training)
     return make
 
@@ -61,16 +63,18 @@ def test_spectral_norm_eval_gradcheck():
     gradcheck_numpy(eval_case())
 
 
-def shared_state(dtype, bias=True) -> dict[str, np.ndarray]:
+def shared_state(dtype, bias=True, sizes=(N, IN, OUT)) -> dict[str, np.ndarray]:
     """One random canonical state (weight, bias, u, v) for every process of a trajectory."""
-    model = get_module("numpy", MODULE).SNLinear(IN, OUT, bias, dtype=dtype, rng=np.random.default_rng(0))
+    model = get_module("numpy", MODULE).SNLinear(*sizes[1:], bias, dtype=dtype, rng=np.random.default_rng(0))
     return random_weights(model.canonical_state_dict(), np.random.default_rng(1))
 
 
-def step_data(t: int, dtype: str) -> tuple[dict, list]:
-    """Step ``t``'s input and output cotangent, the same for every process."""
+def step_data(t: int, dtype: str, sizes=(N, IN, OUT)) -> tuple[dict, list]:
+    """Step ``t``'s input and output cotangent, the same for every process; ``sizes`` is (batch, in, out)."""
     rng = np.random.default_rng(100 + t)
-    return {"x": rng.standard_normal((N, IN)).astype(dtype)}, [rng.standard_normal((N, OUT)).astype(dtype)]
+    batch, in_features, out_features = sizes
+    return ({"x": rng.standard_normal((batch, in_features)).astype(dtype)},
+            [rng.standard_normal((batch, out_features)).astype(dtype)])
 
 
 def observe(result, state: dict, dtype: str) -> dict[str, np.ndarray]:
@@ -80,31 +84,31 @@ def observe(result, state: dict, dtype: str) -> dict[str, np.ndarray]:
             "u": u, "v": v, "sigma": np.asarray(u @ (weight @ v), dtype=dtype)}
 
 
-def spectral_norm_trajectory(dtype, n_power_iterations, training, bias=True) -> Trajectory:
-    state = shared_state(dtype, bias)
+def spectral_norm_trajectory(dtype, n_power_iterations, training, bias=True, sizes=(N, IN, OUT), steps=STEPS) -> Trajectory:
+    state = shared_state(dtype, bias, sizes)
 
     def start(tree, dtype):
-        model = get_module(tree, MODULE).SNLinear(IN, OUT, bias, n_power_iterations, dtype=dtype)
+        model = get_module(tree, MODULE).SNLinear(*sizes[1:], bias, n_power_iterations, dtype=dtype)
         model.load_canonical_state_dict(state)
         return tree, model.train(training)
 
     def step(process, t):
         tree, model = process
-        inputs, cotangents = step_data(t, dtype)
+        inputs, cotangents = step_data(t, dtype, sizes)
         result = run_tree(tree, model, inputs, ("x",), cotangents)
         return observe(result, model.canonical_state_dict(), dtype)
 
     def start_reference(dtype):
-        layer = torch_spectral_norm_linear(n_power_iterations, bias, training)(dtype).to(getattr(torch, dtype))
+        layer = torch_spectral_norm_linear(n_power_iterations, bias, training, *sizes[1:])(dtype).to(getattr(torch, dtype))
         layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
         return layer
 
     def step_reference(layer, t):
-        inputs, cotangents = step_data(t, dtype)
+        inputs, cotangents = step_data(t, dtype, sizes)
         result = run_torch(layer, inputs, ("x",), cotangents, params=dict(layer.named_parameters()))
         return observe(result, {k: v.detach().numpy() for k, v in layer.state_dict().items()}, dtype)
 
-    return Trajectory(STEPS, start, step, {"torch.nn spectral_norm": (start_reference, step_reference)})
+    return Trajectory(steps, start, step, {"torch.nn spectral_norm": (start_reference, step_reference)})
 
 
 @pytest.mark.parametrize("n_power_iterations", [1, 3])
@@ -196,3 +200,12 @@ def test_input_errors_are_the_same_in_every_tree(x):
         assert_raises_exactly(raised.type, str(raised.value), lambda: model(to_tree(tree, x)))
         for name, value in model.canonical_state_dict().items():
             np.testing.assert_array_equal(value, before[name], err_msg=f"{tree} {name}")
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(0, 3), in_features=st.integers(1, 4), out_features=st.integers(1, 4),
+       n_power_iterations=st.integers(1, 2), bias=st.booleans())
+def test_spectral_norm_fuzz(batch, in_features, out_features, n_power_iterations, bias):
+    """Small random shapes (an empty batch and width-1 matrices included), two train steps, float64."""
+    trajectory = spectral_norm_trajectory("float64", n_power_iterations, True, bias, (batch, in_features, out_features), steps=2)
+    check_trajectory(trajectory, "float64", f"SNLinear fuzz {(batch, in_features, out_features)}")
