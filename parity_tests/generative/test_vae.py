@@ -17,6 +17,7 @@ CONFIG = VAEConfig(in_channels=1, channels=(3, 4), latent_dim=2, image_size=8)
 TINY = VAEConfig(in_channels=1, channels=(2, 2), latent_dim=2, image_size=4)
 BATCH = 2
 BETA = 0.7
+KERAS = "keras.layers (Conv2D, Dense, Conv2DTranspose)"
 
 
 class TorchVAE(torch.nn.Module):
@@ -55,16 +56,89 @@ class TorchNegativeELBO(torch.nn.Module):
         return torch_negative_elbo(logits, target, mu, logvar)
 
 
-def vae_case(config=CONFIG, batch=BATCH):
+#: Canonical -> Keras, per parameter kind: OIHW -> HWIO (Conv2D), torch's transposed-conv (in, out, kh, kw)
+#: -> Keras' (kh, kw, out, in) (the same permutation, day 30), (out, in) -> Dense's (in, out).
+TO_KERAS = {"conv": (2, 3, 1, 0), "deconv": (2, 3, 1, 0), "fc": (1, 0)}
+
+
+def weight_kind(name: str) -> str:
+    """The :data:`TO_KERAS` key of a canonical weight name (``deconv1.weight`` -> ``deconv``)."""
+    return next(kind for kind in ("deconv", "conv", "fc") if name.startswith(kind))
+
+
+def keras_vae_weights(state: dict) -> dict[str, np.ndarray]:
+    """Canonical -> Keras, keyed by the canonical name whose variable receives it; biases as they are."""
+    return {name: value if name.endswith("bias") else value.transpose(TO_KERAS[weight_kind(name)])
+            for name, value in state.items()}
+
+
+def keras_vae_reference(config: VAEConfig):
+    """``ZeroPadding2D(1)`` + ``Conv2D`` (torch's symmetric padding 1; Keras' ``"same"`` pads only the
+    bottom/right at stride 2), ``Dense`` heads, ``Conv2DTranspose`` ``"valid"`` then ``Cropping2D``
+    of the first row/column (torch's ``padding=1, output_padding=1``), flatten/unflatten through a
+    channels-first permute (Keras' order is row, column, channel), fed :func:`keras_vae_weights`."""
+    import keras
+    import tensorflow as tf
+
+    from parity_tests.harness import run_tf
+    from parity_tests.harness.runners import tf_layout_call
+
+    def run(state, inputs, cotangents, dtype):
+        c1, c2 = config.channels
+        side = config.image_size // 4
+        layers = {"conv1": keras.layers.Conv2D(c1, 3, strides=2, dtype=dtype),
+                  "conv2": keras.layers.Conv2D(c2, 3, strides=2, dtype=dtype),
+                  "fc_mu": keras.layers.Dense(config.latent_dim, dtype=dtype),
+                  "fc_logvar": keras.layers.Dense(config.latent_dim, dtype=dtype),
+                  "fc_decode": keras.layers.Dense(c2 * side * side, dtype=dtype),
+                  "deconv1": keras.layers.Conv2DTranspose(c1, 3, strides=2, dtype=dtype),
+                  "deconv2": keras.layers.Conv2DTranspose(config.in_channels, 3, strides=2, dtype=dtype)}
+        shapes = {"conv1": (None, config.image_size + 2, config.image_size + 2, config.in_channels),
+                  "conv2": (None, 2 * side + 2, 2 * side + 2, c1), "fc_mu": (None, c2 * side * side),
+                  "fc_logvar": (None, c2 * side * side), "fc_decode": (None, config.latent_dim),
+                  "deconv1": (None, side, side, c2), "deconv2": (None, 2 * side, 2 * side, c1)}
+        params = {}
+        for name, layer in layers.items():
+            layer.build(shapes[name])
+            params.update({f"{name}.weight": layer.kernel, f"{name}.bias": layer.bias})
+        for name, value in keras_vae_weights(state).items():
+            params[name].assign(value)
+        pad, crop = keras.layers.ZeroPadding2D(1, dtype=dtype), keras.layers.Cropping2D(((1, 0), (1, 0)), dtype=dtype)
+
+        def call(x, eps):
+            h = tf.nn.relu(layers["conv2"](pad(tf.nn.relu(layers["conv1"](pad(x))))))  # (N, side, side, C2)
+            h = tf.reshape(tf.transpose(h, (0, 3, 1, 2)), (-1, c2 * side * side))  # canonical (C, H, W) order
+            mu, logvar = layers["fc_mu"](h), layers["fc_logvar"](h)
+            z = mu + tf.exp(0.5 * logvar) * eps
+            h = tf.transpose(tf.reshape(tf.nn.relu(layers["fc_decode"](z)), (-1, c2, side, side)), (0, 2, 3, 1))
+            return crop(layers["deconv2"](tf.nn.relu(crop(layers["deconv1"](h))))), mu, logvar
+
+        def to_canonical(grads):
+            # Keras -> canonical: the inverse permutations.
+            return {name: g.numpy() if name.endswith("bias") else g.numpy().transpose(np.argsort(TO_KERAS[weight_kind(name)]))
+                    for name, g in grads.items()}
+
+        return run_tf(tf_layout_call(call, ("x", "eps"), {"x": NCHW_TO_NHWC}, {0: NCHW_TO_NHWC}),
+                      inputs, ("x", "eps"), cotangents, params, to_canonical)
+
+    return run
+
+
+def vae_case(config=CONFIG, batch=BATCH, keras=True):
     def inputs(dtype, rng):
         return {"x": rng.random((batch, config.in_channels, config.image_size, config.image_size)).astype(dtype),
                 "eps": rng.standard_normal((batch, config.latent_dim)).astype(dtype)}
 
+    references = {"torch.nn (Conv2d, Linear, ConvTranspose2d)": torch_module_reference(
+        lambda dtype: TorchVAE(config), differentiable=("x", "eps"))}
+    excluded = {}
+    if keras:
+        references[KERAS] = keras_vae_reference(config)
+        excluded[KERAS] = ("tf.nn.relu's gradient at a NaN input is 0, where torch's (and every tree's) passes the "
+                           "gradient on, so NaN samples reach different parameters")
     return Case(module="generative.vae", build=lambda m, dtype, rng: m.VAE(config, dtype=dtype, rng=rng),
-                inputs=inputs, differentiable=("x", "eps"), output_names=("logits", "mu", "logvar"),
-                references={"torch.nn (Conv2d, Linear, ConvTranspose2d)": torch_module_reference(
-                    lambda dtype: TorchVAE(config), differentiable=("x", "eps"))},
-                tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={"logits": NCHW_TO_NHWC})
+                inputs=inputs, differentiable=("x", "eps"), output_names=("logits", "mu", "logvar"), references=references,
+                tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={"logits": NCHW_TO_NHWC}, special_excluded_references=excluded)
 
 
 def loss_case():
@@ -91,7 +165,7 @@ def test_negative_elbo_parity_against_torch_ops(dtype):
 
 
 def test_vae_gradcheck():
-    gradcheck_numpy(vae_case(TINY, batch=2))
+    gradcheck_numpy(vae_case(TINY, batch=2, keras=False))
 
 
 def test_negative_elbo_gradcheck():
