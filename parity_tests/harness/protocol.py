@@ -44,6 +44,10 @@ def check_parity(case: Case, dtype: str) -> dict[str, Result]:
     rng = np.random.default_rng(case.seed + 2)
     inputs = case.inputs(dtype, rng)
     cotangents = None if case.forward_only else probe_cotangents(models["numpy"], inputs, dtype, rng)
+    # The probe ran a forward: a training-mode forward may have moved buffers (batch norm's running
+    # statistics, spectral norm's u and v), so every tree starts the compared run from the shared state.
+    if state:
+        models["numpy"].load_canonical_state_dict(state)
     results = run_all_trees(case, dtype, inputs, cotangents, models)
     for name in case.references:
         results[name] = run_reference(case, name, state, inputs, cotangents, dtype)
