@@ -24,7 +24,6 @@ from ml100.cli_args import (OneLineErrorParser, add_training_arguments, check_tr
 from ml100.configs import CharLMConfig, add_config_arguments, config_from_args
 from ml100.runs import curve_difference, save_curves_plot, shared_initial_weights, to_backend, training_progress
 from ml100.text import CharVocab, random_windows, sequential_windows, stdlib_corpus, train_validation_split
-from ml100.weights import StateDictError
 
 #: The text each sample continues, and the sampling temperature.
 PROMPTS = ("the ", "return ", "if the ")
@@ -114,10 +113,7 @@ def main(argv=None) -> int:
     steps = check_corpus_size(parser, args, len(train_ids), len(validation_ids))
     data = {"train": train_ids, "validation": sequential_windows(validation_ids, args.seq_len), "vocab": vocab,
             "steps": steps}
-    try:
-        state = shared_initial_weights(build_model("numpy", args, np.random.default_rng(args.seed)), args.weights)
-    except StateDictError as error:
-        parser.error(f"argument --weights: {error}")
+    state = shared_initial_weights(build_model("numpy", args, np.random.default_rng(args.seed)), args.weights, parser)
     print(f"corpus: {len(text)} characters, {len(vocab)} distinct; {steps} steps per epoch")
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:

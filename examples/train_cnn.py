@@ -22,7 +22,6 @@ from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_bat
 from ml100.configs import CNNConfig, add_config_arguments, config_from_args
 from ml100.data import batch_indices, load_digits_split
 from ml100.runs import report_comparison, shared_initial_weights, training_progress
-from ml100.weights import StateDictError
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 #: The CNNConfig fields the digits fix (8x8 grey images, ten classes): not options.
@@ -83,10 +82,7 @@ def main(argv=None) -> int:
     args.config = config_from_args(parser, CNNConfig, args, **DIGITS)
     data = load_digits_split(layout="NCHW", dtype=args.dtype)
     check_batch_size(parser, args.batch_size, len(data.x_train))
-    try:
-        state = shared_initial_weights(build_cnn("numpy", args, np.random.default_rng(args.seed)), args.weights)
-    except StateDictError as error:
-        parser.error(f"argument --weights: {error}")
+    state = shared_initial_weights(build_cnn("numpy", args, np.random.default_rng(args.seed)), args.weights, parser)
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:
         results = {backend: train(backend, args, state, data, progress) for backend in backends}

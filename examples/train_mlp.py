@@ -18,7 +18,6 @@ from ml100.backends import BACKENDS, get_module
 from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_batch_size, check_training_arguments, positive_int
 from ml100.data import load_digits_split
 from ml100.runs import report_comparison, shared_initial_weights, training_progress
-from ml100.weights import StateDictError
 
 IN_FEATURES, NUM_CLASSES = 64, 10
 
@@ -58,10 +57,7 @@ def main(argv=None) -> int:
     check_batch_size(parser, args.batch_size, len(data.x_train))
     numpy_model = get_module("numpy", "foundations.mlp").MLP(IN_FEATURES, args.hidden, NUM_CLASSES, dtype=args.dtype,
                                                              rng=np.random.default_rng(args.seed))
-    try:
-        state = shared_initial_weights(numpy_model, args.weights)
-    except StateDictError as error:
-        parser.error(f"argument --weights: {error}")
+    state = shared_initial_weights(numpy_model, args.weights, parser)
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:
         results = {backend: train(backend, args, state, data, progress) for backend in backends}

@@ -27,7 +27,6 @@ from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_tra
 from ml100.configs import Seq2SeqConfig, add_config_arguments, config_from_args
 from ml100.data import batch_indices
 from ml100.runs import report_comparison, shared_initial_weights, to_backend, training_progress
-from ml100.weights import StateDictError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,10 +153,7 @@ def main(argv=None) -> int:
     args = check_arguments(parser, parser.parse_args(argv))
     args.config = config_from_args(parser, Seq2SeqConfig, args, vocab_size=toy_tasks.VOCAB_SIZE)
     data = make_data(args)
-    try:
-        state = shared_initial_weights(build_model("numpy", args, np.random.default_rng(args.seed)), args.weights)
-    except StateDictError as error:
-        parser.error(f"argument --weights: {error}")
+    state = shared_initial_weights(build_model("numpy", args, np.random.default_rng(args.seed)), args.weights, parser)
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:
         results = {backend: train(backend, args, state, data, progress) for backend in backends}

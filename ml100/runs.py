@@ -11,20 +11,26 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .backends import load_framework
-from .weights import load_weights, save_weights
+from .weights import StateDictError, load_weights, save_weights
 
 
-def shared_initial_weights(numpy_model, weights_path: Path | None = None) -> dict[str, np.ndarray]:
+def shared_initial_weights(numpy_model, weights_path: Path | None = None, parser=None) -> dict[str, np.ndarray]:
     """The canonical starting point every backend loads: read from ``weights_path`` if given, else the
     NumPy model's own (seeded) weights, written to and read back from a safetensors file exactly as
     they would travel between frameworks.
 
     A file is loaded into the NumPy model first, so one that does not fit the model raises its
-    ``StateDictError`` before any framework is imported.
+    ``StateDictError`` before any framework is imported — or, given the script's argparse
+    ``parser``, is refused as its ``--weights`` argument (one line, exit 2).
     """
     if weights_path:
         state = load_weights(weights_path)
-        numpy_model.load_canonical_state_dict(state)
+        try:
+            numpy_model.load_canonical_state_dict(state)
+        except StateDictError as error:
+            if parser is None:
+                raise
+            parser.error(f"argument --weights: {error}")
         return state
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "initial.safetensors"
