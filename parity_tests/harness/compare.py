@@ -43,15 +43,23 @@ def compare_exact(label: str, pair: str, a, b, failures: list[str]) -> None:
         failures.append(f"{label} [{pair}]: {len(where)} element(s) differ, first at {first}: {a[first]!r} vs {b[first]!r}")
 
 
+def floats_of_one_shape(label: str, pair: str, a: np.ndarray, b: np.ndarray, failures: list[str]) -> bool:
+    """True if both are float tensors of one shape, ready for a tolerance; otherwise integers and bools
+    have been compared exactly, or a shape mismatch recorded, and there is nothing more to compare."""
+    if not (is_float(a) and is_float(b)):
+        compare_exact(label, pair, a, b, failures)
+        return False
+    if a.shape != b.shape:
+        failures.append(f"{label} [{pair}]: shapes differ {a.shape} vs {b.shape}")
+        return False
+    return True
+
+
 def compare_tensors(label: str, pair: str, a, b, dtype: str, failures: list[str]) -> None:
     """Append a message to ``failures`` if ``a`` and ``b`` differ beyond the dtype's tolerance
     (exactly, for integer and bool tensors)."""
     a, b = np.asarray(a), np.asarray(b)
-    if not (is_float(a) and is_float(b)):
-        compare_exact(label, pair, a, b, failures)
-        return
-    if a.shape != b.shape:
-        failures.append(f"{label} [{pair}]: shapes differ {a.shape} vs {b.shape}")
+    if not floats_of_one_shape(label, pair, a, b, failures):
         return
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         failures.append(f"{label} [{pair}]: non-finite values")
@@ -66,11 +74,7 @@ def compare_special(label: str, pair: str, a, b, dtype: str, failures: list[str]
     -inf positions must be identical, and the finite values agree within the dtype's tolerance
     (relative to the larger finite magnitude). The sign of a zero is not compared."""
     a, b = np.asarray(a), np.asarray(b)
-    if not (is_float(a) and is_float(b)):
-        compare_exact(label, pair, a, b, failures)
-        return
-    if a.shape != b.shape:
-        failures.append(f"{label} [{pair}]: shapes differ {a.shape} vs {b.shape}")
+    if not floats_of_one_shape(label, pair, a, b, failures):
         return
     for what, mask in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
         ma, mb = mask(a), mask(b)
