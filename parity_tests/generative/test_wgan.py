@@ -18,7 +18,7 @@ function; see docs/days/day35.md.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 import torch
 from torch.nn.utils.parametrizations import spectral_norm
@@ -206,6 +206,35 @@ def test_input_errors_are_the_same_in_every_tree(x):
 @given(batch=st.integers(0, 3), in_features=st.integers(1, 4), out_features=st.integers(1, 4),
        n_power_iterations=st.integers(1, 2), bias=st.booleans())
 def test_spectral_norm_fuzz(batch, in_features, out_features, n_power_iterations, bias):
-    """Small random shapes (an empty batch and width-1 matrices included), two train steps, float64."""
+    """Small random shapes (an empty batch and width-1 matrices included), two train steps, float64.
+    A 1x1 weight is left to :func:`test_one_by_one_weight_gradient_is_rounding_noise`: its gradient is
+    zero, and relative comparison of two trees' rounding noise means nothing."""
+    assume(in_features * out_features > 1)
     trajectory = spectral_norm_trajectory("float64", n_power_iterations, True, bias, (batch, in_features, out_features), steps=2)
     check_trajectory(trajectory, "float64", f"SNLinear fuzz {(batch, in_features, out_features)}")
+
+
+def test_one_by_one_weight_gradient_is_rounding_noise():
+    """A 1x1 weight divided by its spectral norm is sign(w), a constant: the weight's gradient
+    (G - (u^T G v) u v^T) / sigma is exactly zero, and what each tree (and torch) returns is the rounding
+    of that cancellation. It must be at rounding level relative to the cancelled term |G| / sigma,
+    while the output and the input gradient still match torch's."""
+    sizes, dtype = (3, 1, 1), "float64"
+    state = shared_state(dtype, True, sizes)
+    inputs, cotangents = step_data(1, dtype, sizes)
+    cancelled = abs(float(np.sum(cotangents[0] * inputs["x"]))) / abs(float(state[WEIGHT].item()))
+    layer = torch_spectral_norm_linear(1, True, True, *sizes[1:])(dtype).to(torch.float64)
+    layer.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    results = {"torch.nn spectral_norm": run_torch(layer, inputs, ("x",), cotangents, params=dict(layer.named_parameters()))}
+    for tree in TREES:
+        model = get_module(tree, MODULE).SNLinear(*sizes[1:], dtype=dtype)
+        model.load_canonical_state_dict(state)
+        results[tree] = run_tree(tree, model, inputs, ("x",), cotangents)
+    eps = np.finfo(np.float64).eps
+    for name, result in results.items():
+        assert abs(float(result.param_grads[WEIGHT].item())) <= 8 * eps * cancelled, name
+        # With sigma = |w| the layer is y = sign(w) x + b, whatever the power iteration did.
+        expected = np.sign(state[WEIGHT].item()) * inputs["x"] + state["bias"]
+        np.testing.assert_allclose(result.outputs[0], expected, rtol=TOLERANCES[dtype], atol=0, err_msg=name)
+        np.testing.assert_allclose(result.input_grads["x"], np.sign(state[WEIGHT].item()) * cotangents[0],
+                                   rtol=TOLERANCES[dtype], atol=0, err_msg=name)
