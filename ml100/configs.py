@@ -355,3 +355,31 @@ class VAEConfig(ModelConfig):
     def check_relations(self) -> None:
         if self.image_size % 4:
             raise self.error("image_size", "be divisible by 4 (two stride-2 convolutions)", self.image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig(ModelConfig):
+    """The day-33 MLP GAN for the 8x8 digits (no reference config: the names are those of the
+    ``torch.nn`` layers it is built from). The discriminator uses ``hidden_sizes`` in reverse."""
+
+    latent_dim: int = option(16, help="width of the noise z the generator maps to an image")
+    hidden_sizes: tuple[int, ...] = option((64, 128), help="widths of the generator's hidden layers (the discriminator's, reversed)")
+    image_size: int = option(8, help="height and width of the images")
+    in_channels: int = option(1, help="channels of the images")
+
+
+@dataclasses.dataclass(frozen=True)
+class DCGANConfig(ModelConfig):
+    """The day-34 DCGAN (Radford et al. 2016) for the 8x8 digits: two stride-2 (transposed)
+    convolutions each way (no reference config: the names are those of the ``torch.nn`` layers)."""
+
+    latent_dim: int = option(16, help="width of the noise z the generator maps to an image")
+    channels: tuple[int, ...] = option((32, 16), length=2,
+                                       help="generator channels at image_size/4 and image_size/2 (the discriminator's, reversed)")
+    image_size: int = option(8, help="height and width of the images; a multiple of 4 (two stride-2 convolutions)")
+    in_channels: int = option(1, help="channels of the images")
+
+    def check_relations(self) -> None:
+        if self.image_size % 4:
+            raise self.error("image_size", "be divisible by 4 (two stride-2 convolutions)", self.image_size)
+
