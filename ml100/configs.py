@@ -436,3 +436,49 @@ class CGANConfig(GANConfig):
     config: the names are those of the ``torch.nn`` layers)."""
 
     num_classes: int = option(10, help="number of classes the labels index (rows of both label embeddings)")
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderConfig(ModelConfig):
+    """The day-31 convolutional autoencoder for the 8x8 digits: the day-32 VAE's encoder and
+    decoder stacks with one linear code head (no reference config: the names are the constructor
+    arguments of the ``torch.nn`` layers it is built from)."""
+
+    in_channels: int = option(1, help="channels of the input images")
+    channels: tuple[int, ...] = option((8, 16), length=2, help="output channels of the two stride-2 encoder convolutions")
+    latent_dim: int = option(8, help="width of the code (outputs of fc_encode)")
+    image_size: int = option(8, help="height and width of the images; a multiple of 4 (two stride-2 convolutions)")
+
+    def check_relations(self) -> None:
+        if self.image_size % 4:
+            raise self.error("image_size", "be divisible by 4 (two stride-2 convolutions)", self.image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig(ModelConfig):
+    """The day-38 U-Net noise predictor for the 8x8 digits. The names are diffusers' ``UNet2DModel``
+    ones where they mean the same (``in_channels``, ``norm_num_groups`` is ``groups`` here, the widths
+    ``block_out_channels`` are ``channels``); ``num_classes`` is its ``num_class_embeds``, less the null class."""
+
+    in_channels: int = option(1, help="channels of the images (and of the predicted noise)")
+    image_size: int = option(8, help="height and width of the images; even (one stride-2 downsampling)")
+    channels: tuple[int, ...] = option((16, 32), length=2, help="widths at full and at half resolution")
+    time_embed_dim: int = option(64, help="width of the time (and class) embedding fed to every residual block")
+    num_classes: int | None = option(10, help="classes for conditioning (the embedding has one more row, the null "
+                                              "class of classifier-free guidance); none: unconditional")
+    groups: int = option(8, help="groups of every GroupNorm; must divide both widths")
+
+    def check_relations(self) -> None:
+        if self.image_size % 2:
+            raise self.error("image_size", "be even (one stride-2 downsampling)", self.image_size)
+        if any(width % self.groups for width in self.channels):
+            raise self.error("groups", f"divide both widths {self.channels}", self.groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class CGANConfig(GANConfig):
+    """The day-36 conditional GAN: day 33's MLP players with class embeddings, the generator's
+    concatenated to z, the discriminator's a projection onto its last hidden features (no reference
+    config: the names are those of the ``torch.nn`` layers)."""
+
+    num_classes: int = option(10, help="number of classes the labels index (rows of both label embeddings)")

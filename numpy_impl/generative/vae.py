@@ -29,65 +29,26 @@ import numpy as np
 from ml100.checks import check_input, check_nonnegative
 from ml100.configs import VAEConfig, check_config
 
-from ..foundations.activations import ReLU
-from ..foundations.cnn import Flatten
-from ..foundations.conv import Conv2d
 from ..foundations.linear import Linear
 from ..foundations.logistic_regression import BCEWithLogitsLoss
 from ..module import Module
-from .conv_transpose import ConvTranspose2d
+from .autoencoder import ConvStacks, Unflatten  # noqa: F401  (Unflatten: re-exported, later days import it from here)
 
 
-class Unflatten(Module):
-    """``(N, C*H*W) -> (N, C, H, W)``, the inverse of :class:`Flatten` (channel, row, column order)."""
-
-    def __init__(self, channels: int, size: int, dtype="float32"):
-        super().__init__(dtype)
-        self.channels, self.size = channels, size
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        check_input("Unflatten", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=2)
-        return x.reshape(x.shape[0], self.channels, self.size, self.size)  # (N, C, H, W)
-
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        n, c, h, w = grad_out.shape
-        # Sizes spelled out: with an empty batch a -1 would be ambiguous.
-        return grad_out.reshape(n, c * h * w)  # (N, C*H*W)
-
-
-class VAE(Module):
+class VAE(ConvStacks):
     """Convolutional encoder to ``(mu, logvar)``, the reparameterization, a transposed-convolution
-    decoder to pixel logits; sized by a :class:`ml100.configs.VAEConfig`."""
+    decoder to pixel logits; sized by a :class:`ml100.configs.VAEConfig`. The encoder and decoder
+    stacks are day 31's :class:`ConvStacks`; this model's heads are ``fc_mu`` and ``fc_logvar``."""
 
     def __init__(self, config: VAEConfig, dtype="float32", rng: np.random.Generator | None = None):
         check_config("VAE", config, VAEConfig)
         super().__init__(dtype)
         rng = np.random.default_rng() if rng is None else rng
         self.config = config
-        c1, c2 = config.channels
-        side = config.image_size // 4
-        self.conv1 = Conv2d(config.in_channels, c1, 3, stride=2, padding=1, dtype=dtype, rng=rng)
-        self.relu1 = ReLU(dtype=dtype)
-        self.conv2 = Conv2d(c1, c2, 3, stride=2, padding=1, dtype=dtype, rng=rng)
-        self.relu2 = ReLU(dtype=dtype)
-        self.flatten = Flatten(dtype=dtype)
-        self.fc_mu = Linear(c2 * side * side, config.latent_dim, dtype=dtype, rng=rng)
-        self.fc_logvar = Linear(c2 * side * side, config.latent_dim, dtype=dtype, rng=rng)
-        self.fc_decode = Linear(config.latent_dim, c2 * side * side, dtype=dtype, rng=rng)
-        self.relu3 = ReLU(dtype=dtype)
-        self.unflatten = Unflatten(c2, side, dtype=dtype)
-        # output_padding 1: of the two sizes a stride-2 convolution maps to `side`, the even one.
-        self.deconv1 = ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1, dtype=dtype, rng=rng)
-        self.relu4 = ReLU(dtype=dtype)
-        self.deconv2 = ConvTranspose2d(c1, config.in_channels, 3, stride=2, padding=1, output_padding=1, dtype=dtype, rng=rng)
-
-    def encoder(self) -> list[Module]:
-        """The stages from the image to the features that ``fc_mu`` and ``fc_logvar`` share."""
-        return [self.conv1, self.relu1, self.conv2, self.relu2, self.flatten]
-
-    def decoder(self) -> list[Module]:
-        """The stages from ``z`` to the pixel logits."""
-        return [self.fc_decode, self.relu3, self.unflatten, self.deconv1, self.relu4, self.deconv2]
+        features = self.add_encoder(config, rng)
+        self.fc_mu = Linear(features, config.latent_dim, dtype=dtype, rng=rng)
+        self.fc_logvar = Linear(features, config.latent_dim, dtype=dtype, rng=rng)
+        self.add_decoder(config, rng)
 
     def forward(self, x: np.ndarray, eps: np.ndarray):
         check_input("VAE", "eps", eps.shape, eps.dtype, expected_dtype=self.dtype, ndim=2)

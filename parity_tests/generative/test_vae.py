@@ -72,54 +72,72 @@ def keras_vae_weights(state: dict) -> dict[str, np.ndarray]:
             for name, value in state.items()}
 
 
-def keras_vae_reference(config: VAEConfig):
-    """``ZeroPadding2D(1)`` + ``Conv2D`` (torch's symmetric padding 1; Keras' ``"same"`` pads only the
-    bottom/right at stride 2), ``Dense`` heads, ``Conv2DTranspose`` ``"valid"`` then ``Cropping2D``
-    of the first row/column (torch's ``padding=1, output_padding=1``), flatten/unflatten through a
-    channels-first permute (Keras' order is row, column, channel), fed :func:`keras_vae_weights`."""
+def keras_conv_stacks(config, heads: dict[str, int], state: dict, dtype: str):
+    """The Keras twin of the trees' ``ConvStacks`` plus ``Dense`` code ``heads`` (name -> width),
+    fed :func:`keras_vae_weights` of ``state``. ``ZeroPadding2D(1)`` + ``Conv2D`` is torch's symmetric
+    padding 1 (Keras' ``"same"`` pads only the bottom/right at stride 2); ``Conv2DTranspose``
+    ``"valid"`` then ``Cropping2D`` of the first row/column is torch's ``padding=1, output_padding=1``;
+    flatten/unflatten go through a channels-first permute (Keras' order is row, column, channel).
+    Returns ``(layers, params, encode, decode)``: ``encode(x)`` gives the flattened features in
+    canonical order, ``decode(code)`` the NHWC logits."""
     import keras
+    import tensorflow as tf
+
+    c1, c2 = config.channels
+    side = config.image_size // 4
+    features = c2 * side * side
+    layers = {"conv1": keras.layers.Conv2D(c1, 3, strides=2, dtype=dtype),
+              "conv2": keras.layers.Conv2D(c2, 3, strides=2, dtype=dtype),
+              **{name: keras.layers.Dense(width, dtype=dtype) for name, width in heads.items()},
+              "fc_decode": keras.layers.Dense(features, dtype=dtype),
+              "deconv1": keras.layers.Conv2DTranspose(c1, 3, strides=2, dtype=dtype),
+              "deconv2": keras.layers.Conv2DTranspose(config.in_channels, 3, strides=2, dtype=dtype)}
+    shapes = {"conv1": (None, config.image_size + 2, config.image_size + 2, config.in_channels),
+              "conv2": (None, 2 * side + 2, 2 * side + 2, c1), **{name: (None, features) for name in heads},
+              "fc_decode": (None, config.latent_dim), "deconv1": (None, side, side, c2), "deconv2": (None, 2 * side, 2 * side, c1)}
+    params = {}
+    for name, layer in layers.items():
+        layer.build(shapes[name])
+        params.update({f"{name}.weight": layer.kernel, f"{name}.bias": layer.bias})
+    for name, value in keras_vae_weights(state).items():
+        params[name].assign(value)
+    pad, crop = keras.layers.ZeroPadding2D(1, dtype=dtype), keras.layers.Cropping2D(((1, 0), (1, 0)), dtype=dtype)
+
+    def encode(x):
+        h = tf.nn.relu(layers["conv2"](pad(tf.nn.relu(layers["conv1"](pad(x))))))  # (N, side, side, C2)
+        return tf.reshape(tf.transpose(h, (0, 3, 1, 2)), (-1, features))  # canonical (C, H, W) order
+
+    def decode(code):
+        h = tf.transpose(tf.reshape(tf.nn.relu(layers["fc_decode"](code)), (-1, c2, side, side)), (0, 2, 3, 1))
+        return crop(layers["deconv2"](tf.nn.relu(crop(layers["deconv1"](h)))))
+
+    return layers, params, encode, decode
+
+
+def keras_to_canonical(grads: dict) -> dict[str, np.ndarray]:
+    """Keras -> canonical gradients: the inverse permutations of :data:`TO_KERAS`."""
+    return {name: g.numpy() if name.endswith("bias") else g.numpy().transpose(np.argsort(TO_KERAS[weight_kind(name)]))
+            for name, g in grads.items()}
+
+
+def keras_vae_reference(config: VAEConfig):
+    """:func:`keras_conv_stacks` with the ``fc_mu``/``fc_logvar`` heads and the reparameterization."""
     import tensorflow as tf
 
     from parity_tests.harness import run_tf
     from parity_tests.harness.runners import tf_layout_call
 
     def run(state, inputs, cotangents, dtype):
-        c1, c2 = config.channels
-        side = config.image_size // 4
-        layers = {"conv1": keras.layers.Conv2D(c1, 3, strides=2, dtype=dtype),
-                  "conv2": keras.layers.Conv2D(c2, 3, strides=2, dtype=dtype),
-                  "fc_mu": keras.layers.Dense(config.latent_dim, dtype=dtype),
-                  "fc_logvar": keras.layers.Dense(config.latent_dim, dtype=dtype),
-                  "fc_decode": keras.layers.Dense(c2 * side * side, dtype=dtype),
-                  "deconv1": keras.layers.Conv2DTranspose(c1, 3, strides=2, dtype=dtype),
-                  "deconv2": keras.layers.Conv2DTranspose(config.in_channels, 3, strides=2, dtype=dtype)}
-        shapes = {"conv1": (None, config.image_size + 2, config.image_size + 2, config.in_channels),
-                  "conv2": (None, 2 * side + 2, 2 * side + 2, c1), "fc_mu": (None, c2 * side * side),
-                  "fc_logvar": (None, c2 * side * side), "fc_decode": (None, config.latent_dim),
-                  "deconv1": (None, side, side, c2), "deconv2": (None, 2 * side, 2 * side, c1)}
-        params = {}
-        for name, layer in layers.items():
-            layer.build(shapes[name])
-            params.update({f"{name}.weight": layer.kernel, f"{name}.bias": layer.bias})
-        for name, value in keras_vae_weights(state).items():
-            params[name].assign(value)
-        pad, crop = keras.layers.ZeroPadding2D(1, dtype=dtype), keras.layers.Cropping2D(((1, 0), (1, 0)), dtype=dtype)
+        heads = {"fc_mu": config.latent_dim, "fc_logvar": config.latent_dim}
+        layers, params, encode, decode = keras_conv_stacks(config, heads, state, dtype)
 
         def call(x, eps):
-            h = tf.nn.relu(layers["conv2"](pad(tf.nn.relu(layers["conv1"](pad(x))))))  # (N, side, side, C2)
-            h = tf.reshape(tf.transpose(h, (0, 3, 1, 2)), (-1, c2 * side * side))  # canonical (C, H, W) order
+            h = encode(x)
             mu, logvar = layers["fc_mu"](h), layers["fc_logvar"](h)
-            z = mu + tf.exp(0.5 * logvar) * eps
-            h = tf.transpose(tf.reshape(tf.nn.relu(layers["fc_decode"](z)), (-1, c2, side, side)), (0, 2, 3, 1))
-            return crop(layers["deconv2"](tf.nn.relu(crop(layers["deconv1"](h))))), mu, logvar
-
-        def to_canonical(grads):
-            # Keras -> canonical: the inverse permutations.
-            return {name: g.numpy() if name.endswith("bias") else g.numpy().transpose(np.argsort(TO_KERAS[weight_kind(name)]))
-                    for name, g in grads.items()}
+            return decode(mu + tf.exp(0.5 * logvar) * eps), mu, logvar
 
         return run_tf(tf_layout_call(call, ("x", "eps"), {"x": NCHW_TO_NHWC}, {0: NCHW_TO_NHWC}),
-                      inputs, ("x", "eps"), cotangents, params, to_canonical)
+                      inputs, ("x", "eps"), cotangents, params, keras_to_canonical)
 
     return run
 
