@@ -119,6 +119,10 @@ class GANStep:
         self.generator, self.discriminator = generator, discriminator
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.loss = GANLoss(dtype=generator.dtype)
+        # Each update traced once into one graph (per input signature), as the day-11 Trainer does,
+        # instead of dispatching ~30 µs eager ops one by one.
+        self.discriminator_graph = tf.function(self._discriminator_update)
+        self.generator_graph = tf.function(self._generator_update)
 
     def __call__(self, real: tf.Tensor, z_d: tf.Tensor, z_g: tf.Tensor, *condition) -> tuple[float, float]:
         self.generator.train()
@@ -129,6 +133,13 @@ class GANStep:
 
     def discriminator_step(self, real: tf.Tensor, z: tf.Tensor, *condition) -> float:
         """Minimize ``BCE(D(real), 1) + BCE(D(G(z)), 0)`` over the discriminator's parameters."""
+        return float(self.discriminator_graph(real, z, *condition))
+
+    def generator_step(self, z: tf.Tensor, *condition) -> float:
+        """Minimize the non-saturating ``BCE(D(G(z)), 1)`` over the generator's parameters."""
+        return float(self.generator_graph(z, *condition))
+
+    def _discriminator_update(self, real: tf.Tensor, z: tf.Tensor, *condition) -> tf.Tensor:
         params = dict(self.discriminator.named_parameters())
         # G(z) is a constant here: computed before the tape, it gets no gradient.
         fake = self.generator(z, *condition)  # (N, H, W, C)
@@ -138,10 +149,9 @@ class GANStep:
             loss = self.loss(real_logits, True) + self.loss(fake_logits, False)  # ()
         grads = tape.gradient(loss, list(params.values()))
         self.d_optimizer.step(dict(zip(params, grads)))
-        return float(loss)
+        return loss
 
-    def generator_step(self, z: tf.Tensor, *condition) -> float:
-        """Minimize the non-saturating ``BCE(D(G(z)), 1)`` over the generator's parameters."""
+    def _generator_update(self, z: tf.Tensor, *condition) -> tf.Tensor:
         params = dict(self.generator.named_parameters())
         with tf.GradientTape() as tape:
             fake = self.generator(z, *condition)  # (N, H, W, C)
@@ -149,4 +159,4 @@ class GANStep:
         # Only the generator's variables are differentiated; the tape carries the gradient through D's input.
         grads = tape.gradient(loss, list(params.values()))
         self.g_optimizer.step(dict(zip(params, grads)))
-        return float(loss)
+        return loss
