@@ -28,8 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backends import get_module
+from .cli_args import check_training_arguments, positive_int
 from .configs import CNNConfig
 from .data import batch_indices, load_digits_split
+from .runs import curve_difference, report_comparison
 
 #: The digits: ten classes of 8x8 grey images.
 NUM_CLASSES = 10
@@ -123,6 +125,101 @@ def from_logits(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits)
     # 1 / (1 + exp(-x)) overflows (with a warning) for large negative logits; the tanh form never does.
     return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+
+def requested_labels(n: int) -> np.ndarray:
+    """The classes ``n`` conditional samples are asked for: 0, 1, ..., 9, 0, 1, ... ``(n,)`` int64 (balanced)."""
+    return np.arange(n, dtype=np.int64) % NUM_CLASSES  # (n,)
+
+
+def report_samples(images: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Print the judge's class histogram of ``images``, then, for class-conditional samples
+    (``labels`` given), ``judge accuracy: X`` as the last line; returns that accuracy (``None``
+    for unconditional samples, whose last line is the histogram)."""
+    print(format_histogram(class_histogram(images)))
+    if labels is None:
+        return None
+    accuracy = judge_accuracy(images, labels)
+    print(f"judge accuracy: {accuracy:.3f}")
+    return accuracy
+
+
+def save_sample_grid(path, images: np.ndarray, columns: int, title: str, class_rows: bool) -> None:
+    """``images`` ``(rows * columns, 1, 8, 8)`` in [0, 1] as a grey grid, row by row, saved to ``path``
+    (checked by ``ml100.cli_args.plot_file``); ``class_rows``: row ``r`` holds class ``r`` and says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(images) // columns
+    # (R*C, 1, 8, 8) -> (R, 8, C, 8) -> one (R*8, C*8) picture, rows of samples stacked.
+    tiles = images[:rows * columns, 0].reshape(rows, columns, 8, 8).transpose(0, 2, 1, 3).reshape(rows * 8, columns * 8)
+    fig, ax = plt.subplots(figsize=(columns * 0.45 + 0.6, rows * 0.45 + 0.6))
+    ax.imshow(tiles, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set(xticks=[], yticks=np.arange(rows) * 8 + 3.5 if class_rows else [], title=title)
+    if class_rows:
+        ax.set_yticklabels([str(r) for r in range(rows)])
+    ax.tick_params(length=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"sample grid saved to {path}")
+
+
+# The generative examples (train_vae.py, train_gan.py, train_diffusion.py) share their sample
+# options and their ending: written once here.
+
+#: Samples per row of the grid (the ten classes: one column of each class per sample drawn).
+GRID_COLUMNS = 10
+
+
+def add_sample_arguments(parser, unconditional_help: str) -> None:
+    """``--unconditional`` (the day's unlabelled variant) and ``--samples`` (how many the judge sees)."""
+    parser.add_argument("--unconditional", action="store_true", help=unconditional_help)
+    parser.add_argument("--samples", type=positive_int, default=1000,
+                        help="samples the judge scores (conditional: the classes 0..9 in turn; default 1000)")
+
+
+def check_sample_arguments(parser, args):
+    """The shared checks, with ``--plot`` as the sample grid unless ``--compare`` (then the loss
+    curves); the grid shows the first 100 samples, ten per class."""
+    # The shared check reads --plot as the loss curves of --compare; here it is also the grid.
+    grid, args.plot = args.plot, None
+    args = check_training_arguments(parser, args)
+    args.plot = grid
+    if args.plot and not args.compare and args.samples < GRID_COLUMNS * NUM_CLASSES:
+        parser.error(f"argument --plot: the sample grid shows {GRID_COLUMNS * NUM_CLASSES} samples, "
+                     f"but --samples is {args.samples}")
+    return args
+
+
+def finish_run(runs: dict[str, tuple[dict[str, list[float]], np.ndarray]], args, title: str) -> int:
+    """End a generative example: each backend's samples ``(M, 1, 8, 8)`` in [0, 1] judged (class
+    histogram; accuracy against the requested classes unless ``args.unconditional``), the sample
+    grid or, with ``--compare``, the loss curves compared (every named curve, e.g. both GAN players'),
+    and ``judge accuracy: X`` last (the lowest over the backends) for the conditional variants."""
+    labels = None if args.unconditional else requested_labels(args.samples)
+    accuracies = {}
+    for backend, (_, images) in runs.items():
+        prefix = f"{backend:5s} " if len(runs) > 1 else ""
+        print(prefix + format_histogram(class_histogram(images)))
+        accuracies[backend] = float("nan") if labels is None else judge_accuracy(images, labels)
+    if args.plot and not args.compare:
+        first = images[:GRID_COLUMNS * NUM_CLASSES]  # (100, 1, 8, 8): sample i asked for class i % 10
+        # Conditional: (column, class) -> (class, column), one row per class.
+        grid = first.reshape(GRID_COLUMNS, NUM_CLASSES, *IMAGE_SHAPE).swapaxes(0, 1).reshape(first.shape) if labels is not None else first
+        save_sample_grid(args.plot, grid, GRID_COLUMNS, f"{title} ({args.backend})", class_rows=labels is not None)
+    if args.compare:
+        names = list(next(iter(runs.values()))[0])
+        first_curves = {backend: (curves[names[0]], accuracies[backend]) for backend, (curves, _) in runs.items()}
+        report_comparison(first_curves, args.dtype, args.plot, f"{title}: {names[0]}, three backends")
+        for name in names[1:]:
+            abs_diff, rel_diff = curve_difference({backend: curves[name] for backend, (curves, _) in runs.items()})
+            print(f"largest {name} loss difference between backends: {abs_diff:.3e} (relative {rel_diff:.3e}, {args.dtype})")
+    if labels is not None:
+        print(f"judge accuracy: {min(accuracies.values()):.3f}")
+    return 0
 
 
 def check_images(images: np.ndarray) -> None:
