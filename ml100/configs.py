@@ -436,3 +436,12 @@ class CGANConfig(GANConfig):
     config: the names are those of the ``torch.nn`` layers)."""
 
     num_classes: int = option(10, help="number of classes the labels index (rows of both label embeddings)")
+
+
+@dataclasses.dataclass(frozen=True)
+class WGANConfig(GANConfig):
+    """The day-35 WGAN: day 33's MLP generator and a critic of spectral-normalized dense layers
+    (``hidden_sizes`` reversed, like the discriminator's), so the generator takes this config too
+    (no reference config: the names are those of the ``torch.nn`` layers and ``spectral_norm``)."""
+
+    n_power_iterations: int = option(1, help="power iterations of every critic layer's spectral norm per training forward")

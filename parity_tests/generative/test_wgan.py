@@ -1,5 +1,7 @@
 """Day 35: spectral normalization (``SNLinear``) in three trees, against
-``torch.nn.utils.parametrizations.spectral_norm(nn.Linear(...))`` fed the same state dict unchanged.
+``torch.nn.utils.parametrizations.spectral_norm(nn.Linear(...))`` fed the same state dict unchanged;
+then the WGAN built on it — the ``Critic``, the ``WassersteinLoss`` and the alternating ``WGANStep``
+— against torch ops and a pure-torch alternation (:func:`wgan_trajectory`).
 
 Train mode mutates the ``u``/``v`` buffers on every forward, and the harness's ``check_parity``
 runs one extra NumPy forward (to shape the cotangents) that would advance NumPy's buffers one
@@ -24,8 +26,11 @@ import torch
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ml100.backends import get_module
-from parity_tests.harness import (TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity, check_trajectory,
-                                  gradcheck_numpy, random_weights, run_torch, run_tree, to_tree, torch_module_reference)
+from ml100.configs import ConfigError, GANConfig, WGANConfig
+from parity_tests.generative.test_gan import torch_generator, torch_mlp
+from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity,
+                                  check_trajectory, gradcheck_numpy, random_weights, run_torch, run_tree, to_native, to_tree,
+                                  torch_module_reference)
 
 MODULE = "generative.wgan"
 IN, OUT, N = 4, 3, 5
@@ -238,3 +243,218 @@ def test_one_by_one_weight_gradient_is_rounding_noise():
         np.testing.assert_allclose(result.outputs[0], expected, rtol=TOLERANCES[dtype], atol=0, err_msg=name)
         np.testing.assert_allclose(result.input_grads["x"], np.sign(state[WEIGHT].item()) * cotangents[0],
                                    rtol=TOLERANCES[dtype], atol=0, err_msg=name)
+
+
+# --- The WGAN: the spectral-normalized Critic, the Wasserstein losses, the alternating WGANStep ---
+
+WGAN_CONFIG = WGANConfig(latent_dim=3, hidden_sizes=(5, 6), image_size=4, in_channels=1)
+WGAN_BATCH = 3
+#: Adam with beta1 = 0.5 as the SN-GAN paper trains (Miyato et al. 2018: lr 2e-4); a larger lr so the game moves in 20 rounds.
+WGAN_LR, WGAN_BETAS = 0.02, (0.5, 0.999)
+WGAN_STEPS = 20
+
+
+def torch_critic(config: WGANConfig) -> torch.nn.Module:
+    """The reference critic: day 33's reference MLP with every ``nn.Linear`` wrapped in
+    ``spectral_norm``; ``net`` is an ``nn.Sequential``, so its names are the canonical ones."""
+    pixels = config.in_channels * config.image_size**2
+    layers = [spectral_norm(layer, n_power_iterations=config.n_power_iterations) if isinstance(layer, torch.nn.Linear) else layer
+              for layer in torch_mlp([pixels, *reversed(config.hidden_sizes), 1])]
+    model = torch.nn.Module()
+    model.net = torch.nn.Sequential(torch.nn.Flatten(), *layers)
+    model.forward = model.net.forward
+    return model
+
+
+def critic_case(config=WGAN_CONFIG, batch=WGAN_BATCH):
+    """Eval mode (the buffers frozen), for the same reason as :func:`eval_case`."""
+    def inputs(dtype, rng):
+        return {"x": rng.uniform(-1, 1, (batch, config.in_channels, config.image_size, config.image_size)).astype(dtype)}
+
+    return Case(module=MODULE, build=lambda m, dtype, rng: m.Critic(config, dtype=dtype, rng=rng).eval(), inputs=inputs,
+                references={"torch.nn spectral_norm(Linear) + LeakyReLU": torch_module_reference(
+                    lambda dtype: torch_critic(config).eval())},
+                tf_layouts={"x": NCHW_TO_NHWC})
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_critic_eval_parity(dtype):
+    check_parity(critic_case(), dtype)
+
+
+def test_critic_gradcheck():
+    gradcheck_numpy(critic_case())
+
+
+def test_critic_names_are_torch_spectral_norm_names():
+    expected = list(torch_critic(WGAN_CONFIG).state_dict())
+    for tree in TREES:
+        state = get_module(tree, MODULE).Critic(WGAN_CONFIG, dtype="float64", rng=np.random.default_rng(0)).canonical_state_dict()
+        assert sorted(state) == sorted(expected), tree
+
+
+@pytest.mark.parametrize("target_is_real", [True, False])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wasserstein_loss_matches_torch_ops(dtype, target_is_real):
+    """``∓ scores.mean()`` with torch ops, and its gradient ``∓1/N`` from the NumPy backward and from
+    each tree's autograd; scores up to ±1e3 (a critic's output is unbounded, the gradient is not)."""
+    scores = np.random.default_rng(5).uniform(-1e3, 1e3, (WGAN_BATCH, 1)).astype(dtype)
+    reference = torch.from_numpy(scores).requires_grad_()
+    expected = -reference.mean() if target_is_real else reference.mean()
+    expected.backward()
+    results = {}
+    for tree in TREES:
+        loss = get_module(tree, MODULE).WassersteinLoss(dtype=dtype)
+        if tree == "numpy":
+            results[tree] = (loss(scores, target_is_real), loss.backward())
+        elif tree == "torch":
+            x = torch.from_numpy(scores.copy()).requires_grad_()
+            value = loss(x, target_is_real)
+            value.backward()
+            results[tree] = (value.detach().numpy(), x.grad.numpy())
+        else:
+            import tensorflow as tf
+            x = tf.constant(scores)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = loss(x, target_is_real)
+            results[tree] = (value.numpy(), tape.gradient(value, x).numpy())
+    tol = TOLERANCES[dtype]
+    for tree, (value, grad) in results.items():
+        np.testing.assert_allclose(value, expected.item(), rtol=tol, err_msg=tree)
+        np.testing.assert_allclose(grad, reference.grad.numpy(), rtol=tol, atol=0, err_msg=tree)
+
+
+def test_wasserstein_loss_backward_is_its_finite_difference():
+    """The loss is linear in the scores: a central difference equals the NumPy backward to rounding."""
+    scores = np.random.default_rng(6).standard_normal((4, 1))
+    loss = get_module("numpy", MODULE).WassersteinLoss(dtype="float64")
+    for target_is_real in (True, False):
+        loss(scores, target_is_real)
+        analytic = loss.backward()
+        numeric = np.zeros_like(scores)
+        with get_module("numpy", "module").no_grad():
+            for index in np.ndindex(scores.shape):
+                step = np.zeros_like(scores)
+                step[index] = 1e-6
+                numeric[index] = (loss(scores + step, target_is_real) - loss(scores - step, target_is_real)) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-7, atol=0)
+
+
+def wgan_trajectory(dtype: str, steps: int = WGAN_STEPS, config: WGANConfig = WGAN_CONFIG) -> Trajectory:
+    """``steps`` rounds of :class:`WGANStep` (critic step on real and G(z_d), then generator step on
+    z_g through the updated critic), Adam for both players, from one shared state (critic buffers
+    included), in every tree and in a pure-torch alternation (day 33's reference generator,
+    :func:`torch_critic`, ``torch.optim.Adam``, the losses as torch ops). After every step: both
+    losses and every parameter and buffer (u, v of every critic layer) of both players. The critic is
+    called twice per critic update (real, then fake), so this is also the NumPy critic "used twice"."""
+    numpy_topic = get_module("numpy", MODULE)
+    seeds = np.random.default_rng(0)
+    states = {"G": random_weights(get_module("numpy", "generative.gan").Generator(config, dtype=dtype).canonical_state_dict(), seeds),
+              "D": random_weights(numpy_topic.Critic(config, dtype=dtype).canonical_state_dict(), seeds)}
+    size = config.image_size
+
+    def data(t: int):
+        rng = np.random.default_rng(100 + t)
+        return (rng.uniform(-1, 1, (WGAN_BATCH, config.in_channels, size, size)).astype(dtype),
+                rng.standard_normal((WGAN_BATCH, config.latent_dim)).astype(dtype),
+                rng.standard_normal((WGAN_BATCH, config.latent_dim)).astype(dtype))
+
+    def observe(d_loss, g_loss, g_state, d_state):
+        return {"critic loss": np.asarray(d_loss), "generator loss": np.asarray(g_loss),
+                **{f"G {k}": v for k, v in g_state.items()}, **{f"D {k}": v for k, v in d_state.items()}}
+
+    def start(tree, dtype):
+        optim = get_module(tree, "foundations.optim")
+        generator = get_module(tree, "generative.gan").Generator(config, dtype=dtype)
+        critic = get_module(tree, MODULE).Critic(config, dtype=dtype)
+        generator.load_canonical_state_dict(states["G"])
+        critic.load_canonical_state_dict(states["D"])
+        step = get_module(tree, MODULE).WGANStep(
+            generator, critic, optim.Adam(dict(generator.named_parameters()), lr=WGAN_LR, betas=WGAN_BETAS),
+            optim.Adam(dict(critic.named_parameters()), lr=WGAN_LR, betas=WGAN_BETAS))
+        return tree, generator, critic, step
+
+    def step(process, t):
+        tree, generator, critic, wgan_step = process
+        real, z_d, z_g = data(t)
+        d_loss, g_loss = wgan_step(to_native(tree, real), to_tree(tree, z_d), to_tree(tree, z_g))
+        return observe(d_loss, g_loss, generator.canonical_state_dict(), critic.canonical_state_dict())
+
+    def start_reference(dtype):
+        generator, critic = torch_generator(config).to(getattr(torch, dtype)), torch_critic(config).to(getattr(torch, dtype))
+        for player, role in ((generator, "G"), (critic, "D")):
+            player.load_state_dict({name: torch.from_numpy(value) for name, value in states[role].items()})
+        return (generator, critic, torch.optim.Adam(generator.parameters(), lr=WGAN_LR, betas=WGAN_BETAS),
+                torch.optim.Adam(critic.parameters(), lr=WGAN_LR, betas=WGAN_BETAS))
+
+    def step_reference(process, t):
+        generator, critic, g_optimizer, d_optimizer = process
+        generator.train()
+        critic.train()
+        real, z_d, z_g = (torch.from_numpy(a) for a in data(t))
+        d_optimizer.zero_grad()
+        fake = generator(z_d).detach()
+        # Real first, as the trees call it: every training forward advances the power iteration.
+        real_scores = critic(real)
+        d_loss = -real_scores.mean() + critic(fake).mean()
+        d_loss.backward()
+        d_optimizer.step()
+        g_optimizer.zero_grad()
+        g_loss = -critic(generator(z_g)).mean()
+        g_loss.backward()
+        g_optimizer.step()
+        as_numpy = lambda m: {k: v.detach().numpy() for k, v in m.state_dict().items()}
+        return observe(d_loss.item(), g_loss.item(), as_numpy(generator), as_numpy(critic))
+
+    return Trajectory(steps, start, step, {"torch.nn spectral_norm + torch.optim.Adam": (start_reference, step_reference)})
+
+
+def test_wgan_alternating_trajectory_float64():
+    """The issue's item: 20 alternating rounds in float64, both players' parameters, the critic's
+    u, v and both losses equal after every round in the three trees and in the pure-torch
+    alternation; and the game moved."""
+    histories = check_trajectory(wgan_trajectory("float64"), "float64", "WGAN alternation")
+    first, last = histories["numpy"][0], histories["numpy"][-1]
+    assert abs(first["critic loss"] - last["critic loss"]) > 1e-3 and abs(first["generator loss"] - last["generator loss"]) > 1e-3
+    assert not np.allclose(first["G net.0.weight"], last["G net.0.weight"], rtol=0, atol=1e-3)
+    assert_critic_layers_near_one_lipschitz(last)
+
+
+def assert_critic_layers_near_one_lipschitz(state: dict) -> None:
+    """What the constraint is for: each critic layer's normalized weight W / sigma has spectral norm
+    ||W||_2 / sigma >= 1 (power iteration's sigma = u^T W v bounds ||W||_2 from below) and, one
+    iteration per forward after 20 weight updates, within 1% of 1 (measured: at most 1.00016), so the
+    critic (LeakyReLU is 1-Lipschitz) stays close to 1-Lipschitz while training moves its weights."""
+    ratios = []
+    for name in (key for key in state if key.startswith("D ") and key.endswith(WEIGHT)):
+        layer = name[: -len(WEIGHT)]
+        sigma = state[layer + U] @ state[name] @ state[layer + V]
+        ratios.append(np.linalg.norm(state[name], 2) / sigma)
+    assert len(ratios) == len(WGAN_CONFIG.hidden_sizes) + 1
+    assert all(1 - 1e-9 <= ratio < 1.01 for ratio in ratios), ratios
+
+
+def test_wgan_alternating_trajectory_float32():
+    """A few rounds in float32 (tolerance 1e-4): the same losses, parameters and buffers in every tree."""
+    check_trajectory(wgan_trajectory("float32", steps=4), "float32", "WGAN alternation")
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_wgan_bad_config_and_inputs(tree):
+    topic = get_module(tree, MODULE)
+    assert_raises_exactly(TypeError, "Critic: config must be an ml100.configs.WGANConfig, got GANConfig "
+                          f"{GANConfig()!r}; build one with WGANConfig(...)", lambda: topic.Critic(GANConfig()))
+    critic = topic.Critic(WGAN_CONFIG, "float64", np.random.default_rng(0))
+    assert_raises_exactly(ValueError, "SNLinear: x must have shape (..., 16), got (2, 25)",
+                          lambda: critic(to_native(tree, np.zeros((2, 1, 5, 5)))))
+    loss = topic.WassersteinLoss(dtype="float64")
+    assert_raises_exactly(TypeError, "WassersteinLoss: target_is_real must be a bool (True or False), got 1",
+                          lambda: loss(to_tree(tree, np.zeros((2, 1))), 1))
+    assert_raises_exactly(TypeError, "WassersteinLoss: scores must have dtype float64, got float32 (cast it explicitly)",
+                          lambda: loss(to_tree(tree, np.zeros((2, 1), np.float32)), True))
+
+
+def test_wgan_config_refuses_zero_power_iterations():
+    with pytest.raises(ConfigError, match="WGANConfig: n_power_iterations must be an int >= 1, got 0"):
+        WGANConfig(n_power_iterations=0)

@@ -1,7 +1,20 @@
-r"""Day 35: spectral normalization by power iteration, applied to a day-6 dense layer.
+r"""Day 35: the Wasserstein GAN (Arjovsky et al. 2017) with spectral normalization (Miyato et al. 2018).
 
-The WGAN of the curriculum's title trains with the GAN days; this module is its Lipschitz
-constraint, as ``torch.nn.utils.parametrizations.spectral_norm`` applies it to ``nn.Linear``:
+A critic :math:`D` (a score, not a probability) estimates the Wasserstein-1 distance between the
+data and the generator's samples through the Kantorovich–Rubinstein duality,
+:math:`W_1 = \sup_{\lVert D\rVert_L \le 1} \mathbb E_x[D(x)] - \mathbb E_z[D(G(z))]`, so the two
+losses (:class:`WassersteinLoss`, trained by day 33's alternating ``GANStep`` as :class:`WGANStep`) are
+
+.. math::  L_D = \tfrac1N\textstyle\sum_n D(G(z_n)) - \tfrac1N\sum_n D(x_n), \qquad
+           L_G = -\tfrac1N\textstyle\sum_n D(G(z_n)),
+
+with :math:`\partial L/\partial D_n = \pm 1/N`: the gradient never saturates, whatever the scores.
+The supremum is only over 1-Lipschitz critics; without a constraint the critic's scores grow without
+bound. Here every layer of the :class:`Critic` is spectral-normalized (LeakyReLU is 1-Lipschitz), so
+the whole critic is (up to the power iteration's estimate) 1-Lipschitz.
+
+**Spectral normalization**, as ``torch.nn.utils.parametrizations.spectral_norm`` applies it to
+``nn.Linear``:
 
 .. math::  \hat u \leftarrow \frac{W v}{\max(\lVert W v\rVert, \epsilon)}, \qquad
            \hat v \leftarrow \frac{W^\top \hat u}{\max(\lVert W^\top \hat u\rVert, \epsilon)}
@@ -22,11 +35,15 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input, check_int, check_positive, check_rng
+from ml100.checks import check_bool, check_input, check_int, check_positive, check_rng
+from ml100.configs import WGANConfig, check_config
 
 from ..foundations import init
+from ..foundations.activations import LeakyReLU
+from ..foundations.cnn import Flatten
 from ..foundations.linear import Linear
-from ..module import TRANSPOSED, Module
+from ..module import TRANSPOSED, Module, Sequential
+from .gan import NEGATIVE_SLOPE, GANStep
 
 _WEIGHT = "parametrizations.weight.original"
 _U = "parametrizations.weight.0._u"
@@ -86,3 +103,47 @@ class SNLinear(Module):
         if self.bias is not None:
             y = y + self.bias  # (..., out)
         return y
+
+
+class Critic(Module):
+    """``images (N, H, W, C) -> flatten -> [SNLinear -> LeakyReLU(0.2)]`` per hidden size (reversed)
+    ``-> SNLinear -> one score per image (N, 1)``; sized by a :class:`ml100.configs.WGANConfig`."""
+
+    def __init__(self, config: WGANConfig, dtype="float32", rng: np.random.Generator | None = None):
+        check_config("Critic", config, WGANConfig)
+        super().__init__(dtype)
+        rng = np.random.default_rng() if rng is None else rng
+        self.config = config
+        sizes = [config.in_channels * config.image_size * config.image_size, *reversed(config.hidden_sizes), 1]
+        layers: list[Module] = [Flatten(dtype=dtype)]
+        for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(SNLinear(size_in, size_out, n_power_iterations=config.n_power_iterations, dtype=dtype, rng=rng))
+            # The score layer stays linear: a critic's output is unbounded, not a logit to squash.
+            if index < len(sizes) - 2:
+                layers.append(LeakyReLU(NEGATIVE_SLOPE, dtype=dtype))
+        self.net = Sequential(layers)
+
+    def forward(self, x: tf.Tensor) -> tf.Tensor:
+        return self.net(x)  # (N, 1)
+
+
+class WassersteinLoss(Module):
+    """``-mean(scores)`` if ``target_is_real`` else ``mean(scores)``: the critic minimizes
+    ``loss(D(real), True) + loss(D(fake), False)``, the generator ``loss(D(fake), True)``.
+    Backward: ``-1/N`` or ``+1/N`` for every score (``N`` scores in all)."""
+
+    def forward(self, scores: tf.Tensor, target_is_real: bool) -> tf.Tensor:
+        check_bool("WassersteinLoss", "target_is_real", target_is_real)
+        check_input("WassersteinLoss", "scores", scores.shape, scores.dtype, expected_dtype=self.dtype)
+        sign = -1.0 if target_is_real else 1.0
+        return sign * tf.reduce_mean(scores)  # ()
+
+
+class WGANStep(GANStep):
+    """Day 33's alternating round with the Wasserstein losses: a critic update on
+    ``mean D(G(z_d)) - mean D(real)``, then a generator update on ``-mean D(G(z_g))`` through the
+    updated critic. Every critic forward in train mode advances its layers' power iteration."""
+
+    def __init__(self, generator: Module, critic: Module, g_optimizer, d_optimizer):
+        super().__init__(generator, critic, g_optimizer, d_optimizer)
+        self.loss = WassersteinLoss(dtype=generator.dtype)
