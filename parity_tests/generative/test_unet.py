@@ -8,7 +8,8 @@
 - ``UNet`` against a torch model written here from diffusers' ``ResnetBlock2D`` and
   ``TimestepEmbedding`` blocks, ``nn.Embedding``, ``nn.Conv2d``, ``nn.ConvTranspose2d`` and
   ``nn.GroupNorm``, named as the trees name theirs (the sinusoid in float64 torch ops, since
-  diffusers' is float32 only).
+  diffusers' is float32 only), and against the same model in Keras layers fed
+  :func:`keras_unet_weights`.
 """
 import itertools
 import math
@@ -36,6 +37,7 @@ TINY = UNetConfig(in_channels=1, image_size=4, channels=(2, 2), time_embed_dim=2
 BATCH = 3
 DIFFUSERS = "diffusers.get_timestep_embedding"
 KERAS = "keras.layers (GroupNormalization, Conv2D, Dense)"
+KERAS_UNET = "keras.layers (+ Conv2DTranspose, Embedding)"
 
 # ---- the sinusoidal timestep embedding ---------------------------------------------------------
 
@@ -141,13 +143,35 @@ def test_timestep_embedding_refuses_bad_arguments(tree):
 
 # ---- ResBlock ----------------------------------------------------------------------------------
 
-#: The Keras layers' channels-last kernels: Conv2D's HWIO from OIHW, Dense's (in, out) from (out, in).
+#: Canonical -> Keras by rank: conv kernels OIHW -> HWIO (Conv2D), and the transposed convolution's
+#: (in, out, kh, kw) -> (kh, kw, out, in) (Conv2DTranspose: the same permutation, day 30); dense
+#: kernels (out, in) -> (in, out); gamma, beta and biases as they are.
 TO_KERAS = {4: (2, 3, 1, 0), 2: (1, 0), 1: (0,)}
+#: Stored by Keras as by torch: the class table (V, D) is Keras' Embedding.embeddings unchanged.
+KERAS_AS_STORED = ("class_embedding.weight",)
+
+
+def keras_permutation(name: str, ndim: int) -> tuple[int, ...]:
+    return tuple(range(ndim)) if name in KERAS_AS_STORED else TO_KERAS[ndim]
+
+
+def keras_unet_weights(state: dict) -> dict[str, np.ndarray]:
+    """Canonical -> Keras (the day-38 conversion, ResBlock and UNet), keyed by canonical name."""
+    return {name: value.transpose(keras_permutation(name, value.ndim)) for name, value in state.items()}
+
+
+def keras_grads_to_canonical(grads: dict) -> dict[str, np.ndarray]:
+    """Keras -> canonical: the inverse permutations; the class table's IndexedSlices made dense."""
+    import tensorflow as tf
+
+    dense = {name: tf.convert_to_tensor(g).numpy() for name, g in grads.items()}
+    return {name: g.transpose(np.argsort(keras_permutation(name, g.ndim))) for name, g in dense.items()}
 
 
 def built_once(make):
     """``make(dtype)`` called once per dtype: the references are loaded afresh on every run, but
-    building diffusers' blocks again for each special-values pass would dominate the file's time."""
+    building diffusers' blocks and Keras layers again for each special-values pass would dominate
+    the file's time."""
     built = {}
 
     def build(dtype):
@@ -158,13 +182,7 @@ def built_once(make):
     return build
 
 
-def keras_resblock_weights(state: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    """Canonical -> Keras (the day-38 conversion): conv kernels OIHW -> HWIO, dense kernels
-    transposed, GroupNormalization's gamma/beta and every bias as they are; keyed by canonical name."""
-    return {name: value.transpose(TO_KERAS[value.ndim]) for name, value in state.items() if name.startswith(prefix)}
-
-
-def keras_resblock(in_channels, out_channels, temb_channels, groups, dtype):
+def keras_resblock(in_channels, out_channels, temb_channels, groups, dtype, prefix=""):
     """The Keras ResBlock: ``{canonical name: variable}`` and its channels-last call ``(x, temb) -> y``."""
     import keras
     import tensorflow as tf
@@ -183,7 +201,7 @@ def keras_resblock(in_channels, out_channels, temb_channels, groups, dtype):
     for name, layer in layers.items():
         layer.build((None, inputs[name]) if name == "time_emb_proj" else (None, 4, 4, inputs[name]))
         pair = (layer.gamma, layer.beta) if name.startswith("norm") else (layer.kernel, layer.bias)
-        variables.update({f"{name}.weight": pair[0], f"{name}.bias": pair[1]})
+        variables.update({f"{prefix}{name}.weight": pair[0], f"{prefix}{name}.bias": pair[1]})
 
     def call(x, temb):
         h = layers["conv1"](tf.nn.silu(layers["norm1"](x)))
@@ -194,20 +212,17 @@ def keras_resblock(in_channels, out_channels, temb_channels, groups, dtype):
     return variables, call
 
 
-def keras_resblock_reference(in_channels, out_channels, temb_channels, groups):
-    build = built_once(lambda dtype: keras_resblock(in_channels, out_channels, temb_channels, groups, dtype))
+def keras_reference(build, names):
+    """A reference runner for a Keras model ``build(dtype) -> (variables, call)`` taking ``names`` (``x`` NHWC)."""
+    build = built_once(build)
 
     def run(state, inputs, cotangents, dtype):
         variables, call = build(dtype)
-        for name, value in keras_resblock_weights(state).items():
+        for name, value in keras_unet_weights(state).items():
             variables[name].assign(value)
-
-        def to_canonical(grads):
-            # Keras -> canonical: the inverse permutations.
-            return {name: g.numpy().transpose(np.argsort(TO_KERAS[g.ndim])) for name, g in grads.items()}
-
-        return run_tf(tf_layout_call(call, ("x", "temb"), {"x": NCHW_TO_NHWC}, {0: NCHW_TO_NHWC}), inputs, ("x", "temb"),
-                      cotangents, variables, to_canonical)
+        return run_tf(tf_layout_call(call, names, {"x": NCHW_TO_NHWC}, {0: NCHW_TO_NHWC}), inputs,
+                      tuple(name for name in names if name in ("x", "temb")), cotangents, variables,
+                      keras_grads_to_canonical)
 
     return run
 
@@ -224,7 +239,8 @@ def resblock_case(in_channels=4, out_channels=6, temb_channels=5, groups=2, size
     references = {"diffusers.ResnetBlock2D": torch_module_reference(built_once(diffusers_block),
                                                                                 differentiable=("x", "temb"))}
     if keras:
-        references[KERAS] = keras_resblock_reference(in_channels, out_channels, temb_channels, groups)
+        references[KERAS] = keras_reference(
+            lambda dtype: keras_resblock(in_channels, out_channels, temb_channels, groups, dtype), ("x", "temb"))
     return Case(module=MODULE, build=lambda m, dtype, rng: m.ResBlock(in_channels, out_channels, temb_channels, groups,
                                                                       dtype=dtype, rng=rng),
                 inputs=inputs, differentiable=("x", "temb"), references=references, tf_layouts={"x": NCHW_TO_NHWC},
@@ -292,6 +308,55 @@ class TorchUNet(torch.nn.Module):
         return self.conv_out(torch.nn.functional.silu(self.conv_norm_out(h)))
 
 
+def keras_unet(config: UNetConfig, dtype):
+    """The Keras UNet, from Keras layers named by canonical name: ``Conv2D`` (``"same"`` at stride 1;
+    ``ZeroPadding2D(1)`` + ``"valid"`` for the stride-2 ``down``, torch's symmetric padding),
+    ``Conv2DTranspose`` ``"valid"`` + ``Cropping2D(1)`` (torch's ``padding=1``), ``Dense``,
+    ``Embedding``, ``GroupNormalization`` and :func:`keras_resblock`; the sinusoid is
+    :func:`math_sinusoid` (the timesteps are constants)."""
+    import keras
+    import tensorflow as tf
+
+    c1, c2 = config.channels
+    emb, groups = config.time_embed_dim, config.groups
+    layers = {"time_embedding.linear_1": keras.layers.Dense(emb, dtype=dtype),
+              "time_embedding.linear_2": keras.layers.Dense(emb, dtype=dtype),
+              "conv_in": keras.layers.Conv2D(c1, 3, padding="same", dtype=dtype),
+              "down": keras.layers.Conv2D(c1, 3, strides=2, dtype=dtype),
+              "up": keras.layers.Conv2DTranspose(c2, 4, strides=2, dtype=dtype),
+              "conv_norm_out": keras.layers.GroupNormalization(groups, epsilon=1e-6, dtype=dtype),
+              "conv_out": keras.layers.Conv2D(config.in_channels, 3, padding="same", dtype=dtype)}
+    inputs = {"time_embedding.linear_1": (None, c1), "time_embedding.linear_2": (None, emb),
+              "conv_in": (None, 4, 4, config.in_channels), "down": (None, 4, 4, c1), "up": (None, 2, 2, c2),
+              "conv_norm_out": (None, 4, 4, c1), "conv_out": (None, 4, 4, c1)}
+    variables = {}
+    for name, layer in layers.items():
+        layer.build(inputs[name])
+        pair = (layer.gamma, layer.beta) if name == "conv_norm_out" else (layer.kernel, layer.bias)
+        variables.update({f"{name}.weight": pair[0], f"{name}.bias": pair[1]})
+    if config.num_classes is not None:
+        layers["class_embedding"] = keras.layers.Embedding(config.num_classes + 1, emb, dtype=dtype)
+        layers["class_embedding"].build((None,))
+        variables["class_embedding.weight"] = layers["class_embedding"].embeddings
+    blocks = {}
+    for name, widths in (("down1", (c1, c1)), ("down2", (c1, c2)), ("mid", (c2, c2)), ("up1", (c2 + c1, c1))):
+        block_variables, blocks[name] = keras_resblock(*widths, emb, groups, dtype, prefix=f"{name}.")
+        variables.update(block_variables)
+    pad, crop = keras.layers.ZeroPadding2D(1, dtype=dtype), keras.layers.Cropping2D(1, dtype=dtype)
+
+    def call(x, timesteps, labels=None):
+        sinusoid = tf.constant(math_sinusoid(timesteps.numpy(), c1, True, 0.0, 1.0, 10000), dtype=dtype)
+        c = layers["time_embedding.linear_2"](tf.nn.silu(layers["time_embedding.linear_1"](sinusoid)))
+        if labels is not None:
+            c = c + layers["class_embedding"](labels)
+        skip = blocks["down1"](layers["conv_in"](x), c)
+        h = blocks["mid"](blocks["down2"](layers["down"](pad(skip)), c), c)
+        h = blocks["up1"](tf.concat([crop(layers["up"](h)), skip], axis=-1), c)
+        return layers["conv_out"](tf.nn.silu(layers["conv_norm_out"](h)))
+
+    return variables, call
+
+
 def unet_case(config=CONFIG, batch=BATCH) -> Case:
     def inputs(dtype, rng):
         x = {"x": rng.standard_normal((batch, config.in_channels, config.image_size, config.image_size)).astype(dtype),
@@ -301,17 +366,20 @@ def unet_case(config=CONFIG, batch=BATCH) -> Case:
             x["labels"] = (np.arange(batch) % (config.num_classes + 1)).astype(np.int64)
         return x
 
+    names = ("x", "timesteps") if config.num_classes is None else ("x", "timesteps", "labels")
+    references = {"torch.nn + diffusers blocks": torch_module_reference(built_once(lambda dtype: TorchUNet(config))),
+                  KERAS_UNET: keras_reference(lambda dtype: keras_unet(config, dtype), names)}
     return Case(module=MODULE, build=lambda m, dtype, rng: m.UNet(config, dtype=dtype, rng=rng), inputs=inputs,
-                references={"torch.nn + diffusers blocks": torch_module_reference(built_once(lambda dtype: TorchUNet(config)))},
+                references=references,
                 tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={0: NCHW_TO_NHWC}, output_names=("eps",))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_unet_parity_against_torch_reference(dtype):
+def test_unet_parity_against_torch_and_keras(dtype):
     check_parity(unet_case(), dtype)
 
 
-def test_unconditional_unet_parity_against_torch_reference():
+def test_unconditional_unet_parity_against_torch_and_keras():
     """No class embedding, no labels input. float32 keeps the file fast: everything but the missing
     class row is the conditional model's, checked in float64 with special values above."""
     check_parity(unet_case(UNetConfig(image_size=4, channels=(4, 4), time_embed_dim=3, num_classes=None, groups=2)),
