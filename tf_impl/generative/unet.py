@@ -166,7 +166,7 @@ class UNet(Module):
             return temb
         null = self.config.num_classes
         if labels is None:
-            labels = tf.fill((batch,), tf.constant(null, dtype=tf.int64))  # (N,) the null class
+            labels = tf.fill(tf.shape(timesteps), tf.constant(null, dtype=tf.int64))  # (N,) int64: the null class
         check_input("UNet", "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=(batch,))
         # The values are known in eager calls only; traced, CPU tf.gather still refuses a bad id.
         if tf.executing_eagerly():

@@ -166,7 +166,7 @@ class UNet(Module):
             return temb
         null = self.config.num_classes
         if labels is None:
-            labels = torch.full((batch,), null, dtype=torch.int64)  # (N,) the null class
+            labels = torch.full_like(timesteps, null)  # (N,) int64: the null class
         check_input("UNet", "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=(batch,))
         check_ids("UNet", "labels", labels, null + 1)
         return temb + self.class_embedding(labels)  # (N, E)
