@@ -10,7 +10,6 @@ diffusion scheduler: there is no Keras reference.
 """
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
