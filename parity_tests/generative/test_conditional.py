@@ -1,6 +1,7 @@
 """Day 36: the conditional VAE and the conditional GAN (projection discriminator) in three trees,
 against torch.nn models (``nn.Conv2d``, ``nn.Linear``, ``nn.ConvTranspose2d``, ``nn.Embedding``,
-``F.one_hot``) fed the same state dict, and a 20-step float64 conditional-GAN trajectory against
+``F.one_hot``) fed the same state dict and Keras models (``Conv2D``, ``Dense``, ``Conv2DTranspose``,
+``Embedding``) fed converted weights, and a 20-step float64 conditional-GAN trajectory against
 ``torch.optim.Adam`` with the losses written in torch ops."""
 import dataclasses
 
@@ -11,8 +12,10 @@ import torch
 from ml100.backends import get_module
 from ml100.configs import CGANConfig, ConfigError, CVAEConfig, GANConfig, VAEConfig
 from ml100.data import load_digits_split
+from parity_tests.generative.test_vae import TO_KERAS, keras_vae_weights, weight_kind
 from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity,
-                                  check_trajectory, gradcheck_numpy, random_weights, to_tree, torch_module_reference)
+                                  check_trajectory, gradcheck_numpy, random_weights, run_tf, tf_layout_call, to_tree,
+                                  torch_module_reference)
 
 MODULE = "generative.conditional"
 CVAE = CVAEConfig(in_channels=1, channels=(3, 4), latent_dim=2, image_size=8, num_classes=3)
@@ -22,6 +25,11 @@ BATCH = 3
 #: Every class once, and one repeated: the embedding's scatter-add sums the repeat.
 LABELS = np.array([2, 0, 2], dtype=np.int64)
 SLOPE = 0.2
+KERAS_CVAE = "keras.layers (Conv2D, Dense, Conv2DTranspose, one-hot)"
+KERAS_PLAYER = "keras.layers (Embedding, Dense)"
+#: Why the Keras references sit out the special-values pass (a written reason, as the harness asks).
+KERAS_RELU_AT_NAN = ("tf.nn.relu's gradient at a NaN input is 0, where torch's (and every tree's) passes the "
+                     "gradient on, so NaN samples reach different parameters (day 32)")
 
 
 def torch_one_hot(labels, num_classes, like):
@@ -88,7 +96,118 @@ class TorchConditionalDiscriminator(torch.nn.Module):
         return self.head(phi) + (self.label_embedding(labels) * phi).sum(dim=1, keepdim=True)
 
 
-def cvae_case(config=CVAE, batch=BATCH):
+def keras_cvae_reference(config: CVAEConfig):
+    """Day 32's Keras VAE (``ZeroPadding2D(1)`` + ``Conv2D``, ``Dense`` heads, ``Conv2DTranspose``
+    ``"valid"`` + ``Cropping2D``) with the one-hot concatenated before the heads and ``fc_decode``,
+    fed day 32's :func:`keras_vae_weights` (the conditional names are the VAE's)."""
+    import keras
+    import tensorflow as tf
+
+    def run(state, inputs, cotangents, dtype):
+        c1, c2 = config.channels
+        side, k = config.image_size // 4, config.num_classes
+        features = c2 * side * side
+        layers = {"conv1": (keras.layers.Conv2D(c1, 3, strides=2, dtype=dtype),
+                            (None, config.image_size + 2, config.image_size + 2, config.in_channels)),
+                  "conv2": (keras.layers.Conv2D(c2, 3, strides=2, dtype=dtype), (None, 2 * side + 2, 2 * side + 2, c1)),
+                  "fc_mu": (keras.layers.Dense(config.latent_dim, dtype=dtype), (None, features + k)),
+                  "fc_logvar": (keras.layers.Dense(config.latent_dim, dtype=dtype), (None, features + k)),
+                  "fc_decode": (keras.layers.Dense(features, dtype=dtype), (None, config.latent_dim + k)),
+                  "deconv1": (keras.layers.Conv2DTranspose(c1, 3, strides=2, dtype=dtype), (None, side, side, c2)),
+                  "deconv2": (keras.layers.Conv2DTranspose(config.in_channels, 3, strides=2, dtype=dtype),
+                              (None, 2 * side, 2 * side, c1))}
+        params = {}
+        for name, (layer, shape) in layers.items():
+            layer.build(shape)
+            params.update({f"{name}.weight": layer.kernel, f"{name}.bias": layer.bias})
+        for name, value in keras_vae_weights(state).items():
+            params[name].assign(value)
+        layer = {name: pair[0] for name, pair in layers.items()}
+        pad, crop = keras.layers.ZeroPadding2D(1, dtype=dtype), keras.layers.Cropping2D(((1, 0), (1, 0)), dtype=dtype)
+
+        def call(x, labels, eps):
+            e_y = tf.one_hot(labels, k, dtype=x.dtype)  # (N, K)
+            h = tf.nn.relu(layer["conv2"](pad(tf.nn.relu(layer["conv1"](pad(x))))))  # (N, side, side, C2)
+            h = tf.reshape(tf.transpose(h, (0, 3, 1, 2)), (-1, features))  # canonical (C, H, W) order
+            hy = tf.concat([h, e_y], axis=1)
+            mu, logvar = layer["fc_mu"](hy), layer["fc_logvar"](hy)
+            z = mu + tf.exp(0.5 * logvar) * eps
+            h = tf.nn.relu(layer["fc_decode"](tf.concat([z, e_y], axis=1)))
+            h = tf.transpose(tf.reshape(h, (-1, c2, side, side)), (0, 2, 3, 1))
+            return crop(layer["deconv2"](tf.nn.relu(crop(layer["deconv1"](h))))), mu, logvar
+
+        def to_canonical(grads):
+            # Keras -> canonical: the inverse permutations.
+            return {name: g.numpy() if name.endswith("bias") else g.numpy().transpose(np.argsort(TO_KERAS[weight_kind(name)]))
+                    for name, g in grads.items()}
+
+        return run_tf(tf_layout_call(call, ("x", "labels", "eps"), {"x": NCHW_TO_NHWC}, {0: NCHW_TO_NHWC}),
+                      inputs, ("x", "eps"), cotangents, params, to_canonical)
+
+    return run
+
+
+def keras_player_weights(state: dict) -> dict[str, np.ndarray]:
+    """Canonical -> Keras for the GAN players: each ``Linear`` weight ``(out, in)`` -> ``Dense.kernel``
+    ``(in, out)``; ``label_embedding.weight`` ``(K, E)`` is ``Embedding.embeddings`` as it is; biases as
+    they are. The inverse is the same map (a transpose is its own inverse)."""
+    return {name: value.T if name.endswith("weight") and not name.startswith("label_embedding") else value
+            for name, value in state.items()}
+
+
+def keras_player_reference(config: CGANConfig, generator: bool):
+    """Keras ``Embedding`` and ``Dense`` layers in the players' order, fed :func:`keras_player_weights`:
+    the generator ``tanh(MLP([z, E[y]]))`` reshaped to the canonical ``(N, C, H, W)``, the discriminator
+    ``head(phi) + <E[y], phi>`` on the canonically flattened image."""
+    import keras
+    import tensorflow as tf
+
+    def run(state, inputs, cotangents, dtype):
+        width = config.num_classes if generator else config.hidden_sizes[0]
+        embedding = keras.layers.Embedding(config.num_classes, width, dtype=dtype)
+        embedding.build((None,))
+        params = {"label_embedding.weight": embedding.embeddings}
+        dense = {}
+        for name, value in state.items():
+            if name.endswith(".weight") and not name.startswith("label_embedding"):
+                layer = keras.layers.Dense(value.shape[0], dtype=dtype)
+                layer.build((None, value.shape[1]))
+                dense[name[:-len(".weight")]] = layer
+                params.update({name: layer.kernel, name[:-len("weight")] + "bias": layer.bias})
+        for name, value in keras_player_weights(state).items():
+            params[name].assign(value)
+        pixels = config.in_channels * config.image_size**2
+
+        def leaky_relu(h):
+            # Not tf.nn.leaky_relu / keras' LeakyReLU: their op keeps the slope as a float32 attribute,
+            # 0.2 -> 0.20000000298 in float64 (day 5, test_keras_leaky_relu_rounds_its_slope_to_float32).
+            return tf.where(h > 0, h, SLOPE * h)
+
+        def generate(z, labels):
+            h = tf.concat([z, embedding(labels)], axis=1)
+            layers = list(dense.values())
+            for layer in layers[:-1]:
+                h = leaky_relu(layer(h))
+            return tf.reshape(tf.tanh(layers[-1](h)), (-1, config.in_channels, config.image_size, config.image_size))
+
+        def discriminate(x, labels):
+            phi = tf.reshape(x, (tf.shape(x)[0], pixels))
+            for name, layer in dense.items():
+                if name != "head":
+                    phi = leaky_relu(layer(phi))
+            return dense["head"](phi) + tf.reduce_sum(embedding(labels) * phi, axis=1, keepdims=True)
+
+        def to_canonical(grads):
+            # The embedding's gradient is tf.gather's IndexedSlices: dense, as torch's .grad.
+            return keras_player_weights({name: tf.convert_to_tensor(g).numpy() for name, g in grads.items()})
+
+        return run_tf(generate if generator else discriminate, inputs, ("z",) if generator else ("x",), cotangents, params,
+                      to_canonical)
+
+    return run
+
+
+def cvae_case(config=CVAE, batch=BATCH, keras=True):
     def inputs(dtype, rng):
         return {"x": rng.random((batch, config.in_channels, config.image_size, config.image_size)).astype(dtype),
                 "labels": LABELS[:batch].copy(),
@@ -97,8 +216,10 @@ def cvae_case(config=CVAE, batch=BATCH):
     return Case(module=MODULE, build=lambda m, dtype, rng: m.ConditionalVAE(config, dtype=dtype, rng=rng),
                 inputs=inputs, differentiable=("x", "eps"), output_names=("logits", "mu", "logvar"),
                 references={"torch.nn (Conv2d, Linear, ConvTranspose2d, one_hot)": torch_module_reference(
-                    lambda dtype: TorchCVAE(config), differentiable=("x", "eps"))},
-                tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={"logits": NCHW_TO_NHWC})
+                    lambda dtype: TorchCVAE(config), differentiable=("x", "eps")),
+                    **({KERAS_CVAE: keras_cvae_reference(config)} if keras else {})},
+                tf_layouts={"x": NCHW_TO_NHWC}, tf_output_layouts={"logits": NCHW_TO_NHWC},
+                special_excluded_references={KERAS_CVAE: KERAS_RELU_AT_NAN} if keras else {})
 
 
 def generator_case(config=CGAN):
@@ -108,7 +229,8 @@ def generator_case(config=CGAN):
     return Case(module=MODULE, build=lambda m, dtype, rng: m.ConditionalGenerator(config, dtype=dtype, rng=rng),
                 inputs=inputs, differentiable=("z",), output_names=("images",),
                 references={"torch.nn (Embedding, Linear, LeakyReLU, Tanh)": torch_module_reference(
-                    lambda dtype: TorchConditionalGenerator(config), differentiable=("z",))},
+                    lambda dtype: TorchConditionalGenerator(config), differentiable=("z",)),
+                    KERAS_PLAYER: keras_player_reference(config, generator=True)},
                 tf_output_layouts={"images": NCHW_TO_NHWC})
 
 
@@ -120,8 +242,20 @@ def discriminator_case(config=CGAN):
     return Case(module=MODULE, build=lambda m, dtype, rng: m.ConditionalDiscriminator(config, dtype=dtype, rng=rng),
                 inputs=inputs, differentiable=("x",), output_names=("logits",),
                 references={"torch.nn (Linear, LeakyReLU, Embedding projection)": torch_module_reference(
-                    lambda dtype: TorchConditionalDiscriminator(config), differentiable=("x",))},
+                    lambda dtype: TorchConditionalDiscriminator(config), differentiable=("x",)),
+                    KERAS_PLAYER: keras_player_reference(config, generator=False)},
                 tf_layouts={"x": NCHW_TO_NHWC})
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tensors are tiny: with two OpenMP threads on the two shared cores torch spins, 20-40x
+    slower under load (the trajectory: 0.4 s with one thread, 10.8 s with two, measured under a load
+    average of 19); one thread for this file's tests, the session's setting restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 CASES = {"ConditionalVAE": cvae_case, "ConditionalGenerator": generator_case, "ConditionalDiscriminator": discriminator_case}
@@ -136,7 +270,7 @@ def test_parity_against_torch_nn(name, dtype):
 
 
 def test_cvae_gradcheck():
-    gradcheck_numpy(cvae_case(TINY_CVAE, batch=2))
+    gradcheck_numpy(cvae_case(TINY_CVAE, batch=2, keras=False))
 
 
 @pytest.mark.parametrize("name", ["ConditionalGenerator", "ConditionalDiscriminator"])
