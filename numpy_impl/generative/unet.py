@@ -138,7 +138,7 @@ class ResBlock(Module):
         grad_proj = grad_h.sum(axis=(2, 3))  # (N, out)
         grad_temb = self.time_emb_proj.backward(grad_proj)  # (N, temb)
         grad_temb = self.nonlinearity.backward(grad_temb)  # (N, temb)
-        g = self.conv1.backward(grad_h)  # (N, out, H, W)
+        g = self.conv1.backward(grad_h)  # (N, in, H, W)
         g = self.nonlinearity.backward(g)  # (N, in, H, W)
         grad_x = self.norm1.backward(g) + grad_skip  # (N, in, H, W)
         return grad_x, grad_temb
