@@ -376,7 +376,8 @@ def unet_case(config=CONFIG, batch=BATCH) -> Case:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_unet_parity_against_torch_and_keras(dtype):
-    check_parity(unet_case(), dtype)
+    # One sample per class and one for the null class.
+    check_parity(unet_case(batch=CONFIG.num_classes + 1), dtype)
 
 
 def test_unconditional_unet_parity_against_torch_and_keras():
