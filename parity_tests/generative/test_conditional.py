@@ -8,6 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from ml100.configs import CGANConfig, ConfigError, CVAEConfig, GANConfig, VAEConfig
@@ -357,6 +359,36 @@ def test_numpy_model_used_twice_matches_autograd(name):
         total = total + sum((o * torch.from_numpy(g)).sum() for o, g in zip(out if isinstance(out, tuple) else (out,), grads))
     total.backward()
     assert_grads_match(model, reference, "used twice")
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(0, 4), latent_dim=st.integers(1, 3), hidden_sizes=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+       image_size=st.integers(1, 3), num_classes=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_gan_players_fuzz_against_torch_nn(batch, latent_dim, hidden_sizes, image_size, num_classes, seed):
+    """Random small players (any depth, a batch of 0 to 4, any labels): the NumPy generator's and
+    discriminator's outputs and every gradient equal torch.nn's in float64."""
+    config = CGANConfig(latent_dim=latent_dim, hidden_sizes=tuple(hidden_sizes), image_size=image_size, in_channels=1,
+                        num_classes=num_classes)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, batch)
+    topic = get_module("numpy", MODULE)
+    for player, reference_class, x in ((topic.ConditionalGenerator, TorchConditionalGenerator, rng.standard_normal((batch, latent_dim))),
+                                       (topic.ConditionalDiscriminator, TorchConditionalDiscriminator,
+                                        rng.uniform(-1, 1, (batch, 1, image_size, image_size)))):
+        model = player(config, dtype="float64", rng=rng)
+        state = random_weights(model.canonical_state_dict(), rng)
+        model.load_canonical_state_dict(state)
+        reference = reference_class(config).double()
+        reference.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
+        out = model(x, labels)
+        grad_out = rng.standard_normal(out.shape)
+        grad_x = model.backward(grad_out)
+        tx = torch.from_numpy(x).requires_grad_()
+        t_out = reference(tx, torch.from_numpy(labels))
+        (t_out * torch.from_numpy(grad_out)).sum().backward()
+        np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=TOLERANCES["float64"], atol=1e-12)
+        np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=TOLERANCES["float64"], atol=1e-12)
+        assert_grads_match(model, reference, f"fuzz {player.__name__}")
 
 
 def tree_inputs(tree: str, name: str, labels) -> tuple:
