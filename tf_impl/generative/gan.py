@@ -120,9 +120,10 @@ class GANStep:
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.loss = GANLoss(dtype=generator.dtype)
         # Each update traced once into one graph (per input signature), as the day-11 Trainer does,
-        # instead of dispatching ~30 µs eager ops one by one.
-        self.discriminator_graph = tf.function(self._discriminator_update)
-        self.generator_graph = tf.function(self._generator_update)
+        # instead of dispatching ~30 µs eager ops one by one. No autograph: the Python control flow
+        # here runs on static values only, and converting every layer's source costs seconds per trace.
+        self.discriminator_graph = tf.function(self._discriminator_update, autograph=False)
+        self.generator_graph = tf.function(self._generator_update, autograph=False)
 
     def __call__(self, real: tf.Tensor, z_d: tf.Tensor, z_g: tf.Tensor, *condition) -> tuple[float, float]:
         self.generator.train()
