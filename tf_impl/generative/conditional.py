@@ -55,7 +55,8 @@ from .vae import Unflatten
 def check_class_labels(owner: str, labels: tf.Tensor, num_classes: int, batch: int) -> None:
     """Labels int64 ``(batch,)`` in ``[0, num_classes)``, refused otherwise with one clear error."""
     check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", ndim=1)
-    # The values are known in eager calls only; traced, tf.one_hot of a bad label is a zero row.
+    # The values are known in eager calls only; traced, a bad label gets tf.one_hot's zero row (the
+    # VAE) or CPU tf.gather's own error (the embeddings): validate the labels before tracing.
     if tf.executing_eagerly():
         check_labels(owner, "labels", labels, num_classes, batch)
 
