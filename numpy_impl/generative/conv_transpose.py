@@ -14,9 +14,9 @@ weight of the convolution ``C_out -> C_in`` being transposed). Output size:
 :math:`H_o = (H - 1)s - 2p + d(k - 1) + \text{output\_padding} + 1`; ``output_padding`` (< max(s, d))
 picks which of the ``s`` input sizes that a strided convolution maps to ``H`` is meant.
 
-**Forward = the convolution's backward**: one GEMM, ``cols = W^T x`` (per group,
-``(O_g k_h k_w, C_g) @ (C_g, H W)``), then **col2im** adds each column back at its output pixel on a
-canvas of ``H_o + 2p`` rows, from which the padding is cropped.
+**Forward = the convolution's backward**: one GEMM, ``cols = W^T x`` (per group, the images side
+by side: ``(O_g k_h k_w, C_g) @ (C_g, N H W)``), then **col2im** adds each column back at its output
+pixel on a canvas of ``H_o + 2p`` rows, from which the padding is cropped.
 
 **Backward = a convolution** (the forward of the one being transposed): the output gradient padded
 by ``p`` is cut into patches by im2col (day 15's, stride ``s``, dilation ``d``, one patch per input
@@ -26,6 +26,7 @@ pixel) and
            \frac{\partial L}{\partial W} = \textstyle\sum_n x_n\,\text{cols}(G_{y,n})^\top,\qquad
            \frac{\partial L}{\partial b} = \textstyle\sum_{n,i,j} G_{y,n,:,i,j}
 
+(with the images side by side, the sum over ``n`` of the weight gradient is inside one product).
 Rows of the output that ``output_padding`` adds past the last kernel reach receive only the bias.
 Layout: NCHW images. Initialization is torch's: Kaiming-uniform (a = √5) on the weight shape
 ``(C_in, C_out/G, k_h, k_w)``, whose "fan_in" is therefore ``C_out/G · k_h k_w`` — the bias bound
@@ -49,15 +50,15 @@ from ..module import Module
 
 def _col2im(cols: np.ndarray, canvas: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
            dilation: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """Add every column entry of ``cols`` ``(N, O, kh, kw, H, W)`` back at its pixel of an
-    ``(N, O, *canvas)`` image: entry ``[n, o, u, v, i, j]`` lands on ``(i s + u d, j s + v d)``;
+    """Add every column entry of ``cols`` ``(O, kh, kw, N, H, W)`` back at its pixel of an
+    ``(O, N, *canvas)`` image: entry ``[o, u, v, n, i, j]`` lands on ``(i s + u d, j s + v d)``;
     overlapping kernel copies accumulate. Only the ``kh*kw`` offsets are looped over."""
-    n, o = cols.shape[:2]
+    o, n = cols.shape[0], cols.shape[3]
     (kh, kw), (sh, sw), (dh, dw), (h, w) = kernel, stride, dilation, size
-    image = np.zeros((n, o, *canvas), dtype=cols.dtype)  # (N, O, Hc, Wc)
+    image = np.zeros((o, n, *canvas), dtype=cols.dtype)  # (O, N, Hc, Wc)
     for u in range(kh):
         for v in range(kw):
-            image[:, :, u * dh:u * dh + sh * (h - 1) + 1:sh, v * dw:v * dw + sw * (w - 1) + 1:sw] += cols[:, :, u, v]
+            image[:, :, u * dh:u * dh + sh * (h - 1) + 1:sh, v * dw:v * dw + sw * (w - 1) + 1:sw] += cols[:, u, v]
     return image
 
 
@@ -88,33 +89,39 @@ class ConvTranspose2d(Module):
         (kh, kw), (ph, pw), g = self.kernel_size, self.padding, self.groups
         og = self.out_channels // g
         weight = self.params["weight"].reshape(g, c // g, og * kh * kw)  # (G, Cg, Og*kh*kw)
-        # cols[n, g] = W[g]^T x[n, g]: each input pixel's weighted copy of the kernel, one GEMM.
-        cols = weight.transpose(0, 2, 1) @ x.reshape(n, g, c // g, h * w)  # (N, G, Og*kh*kw, H*W)
-        cols = cols.reshape(n, self.out_channels, kh, kw, h, w)  # (N, O, kh, kw, H, W)
-        image = _col2im(cols, (ho + 2 * ph, wo + 2 * pw), self.kernel_size, self.stride, self.dilation, (h, w))  # (N, O, Ho+2p, Wo+2p)
-        y = image[:, :, ph:ph + ho, pw:pw + wo]  # (N, O, Ho, Wo), padding cropped
+        # The images side by side, channels first: one GEMM per group for the whole batch (a few
+        # large products run far faster than one small product per image).
+        x_cols = np.ascontiguousarray(x.reshape(n, g, c // g, h * w).transpose(1, 2, 0, 3)).reshape(g, c // g, n * h * w)  # (G, Cg, N*H*W)
+        # cols[g] = W[g]^T x[g]: each input pixel's weighted copy of the kernel.
+        cols = weight.transpose(0, 2, 1) @ x_cols  # (G, Og*kh*kw, N*H*W)
+        cols = cols.reshape(self.out_channels, kh, kw, n, h, w)  # (O, kh, kw, N, H, W)
+        image = _col2im(cols, (ho + 2 * ph, wo + 2 * pw), self.kernel_size, self.stride, self.dilation, (h, w))  # (O, N, Ho+2p, Wo+2p)
+        y = image[:, :, ph:ph + ho, pw:pw + wo].transpose(1, 0, 2, 3)  # (N, O, Ho, Wo), padding cropped
         if "bias" in self.params:
             y = y + self.params["bias"][:, None, None]
-        self.save_for_backward(x)
+        self.save_for_backward(x_cols, (n, h, w))
         return np.ascontiguousarray(y)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self.saved_for_backward()
-        n, c, h, w = x.shape
+        x_cols, (n, h, w) = self.saved_for_backward()
+        c = self.in_channels
         (kh, kw), (ph, pw), g = self.kernel_size, self.padding, self.groups
         og = self.out_channels // g
         # Back onto the canvas the forward cropped: the cropped border had no effect, its gradient is 0.
         grad_canvas = np.pad(grad_out, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, O, Ho+2p, Wo+2p)
         # The convolution being transposed: one (Og, kh, kw) patch per input pixel.
         cols = im2col(grad_canvas, self.kernel_size, self.stride, self.dilation, (h, w), g)  # (N, G, Og*kh*kw, H*W)
-        x_rows = x.reshape(n, g, c // g, h * w)  # (N, G, Cg, H*W)
-        # dW = sum over images of x cols^T; += : a layer used twice sums both uses' gradients.
-        grad_weight = (x_rows @ cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (G, Cg, Og*kh*kw)
+        # Images side by side, as the forward's x_cols, so each gradient is one GEMM per group.
+        cols = np.ascontiguousarray(cols.transpose(1, 2, 0, 3)).reshape(g, og * kh * kw, n * h * w)  # (G, Og*kh*kw, N*H*W)
+        # dW = x cols^T, the sum over images and pixels done by the product; += : a layer used
+        # twice sums both uses' gradients.
+        grad_weight = x_cols @ cols.transpose(0, 2, 1)  # (G, Cg, Og*kh*kw)
         self.grads["weight"] += grad_weight.reshape(self.params["weight"].shape)  # (C, Og, kh, kw)
         if "bias" in self.params:
             self.grads["bias"] += grad_out.sum(axis=(0, 2, 3))  # (O,)
         weight = self.params["weight"].reshape(g, c // g, og * kh * kw)  # (G, Cg, Og*kh*kw)
-        return (weight @ cols).reshape(n, c, h, w)  # (N, C, H, W)
+        grad_x = (weight @ cols).reshape(c, n, h, w)  # (C, N, H, W)
+        return np.ascontiguousarray(grad_x.transpose(1, 0, 2, 3))  # (N, C, H, W)
 
 
 class Upsample(Module):
