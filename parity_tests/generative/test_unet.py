@@ -430,6 +430,37 @@ def test_numpy_unet_used_twice_matches_autograd():
         np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=TOLERANCES["float64"], atol=1e-12)
 
 
+@settings(max_examples=4, deadline=None)
+@given(image_size=st.sampled_from([2, 6]), in_channels=st.integers(1, 2), batch=st.integers(0, 3),
+       conditional=st.booleans())
+def test_unet_fuzz_against_torch_reference(image_size, in_channels, batch, conditional):
+    """Other image sizes (6: an odd half resolution, 3x3), channels and batches (empty too): the NumPy
+    UNet's output, input gradient and parameter gradients equal the torch reference's in float64."""
+    config = UNetConfig(in_channels=in_channels, image_size=image_size, channels=(2, 4), time_embed_dim=3,
+                        num_classes=2 if conditional else None, groups=1)
+    model = get_module("numpy", MODULE).UNet(config, dtype="float64")
+    state = random_weights(model.canonical_state_dict(), np.random.default_rng(batch))
+    model.load_canonical_state_dict(state)
+    reference = TorchUNet(config).double()
+    reference.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    rng = np.random.default_rng(image_size)
+    x, g = (rng.standard_normal((batch, in_channels, image_size, image_size)) for _ in range(2))
+    t = rng.integers(0, 1000, batch)
+    labels = rng.integers(0, 3, batch) if conditional else None
+    out = model(x, t, labels)
+    grad_x = model.backward(g)
+    tx = torch.from_numpy(x).requires_grad_()
+    expected = reference(tx, torch.from_numpy(t), None if labels is None else torch.from_numpy(labels))
+    (expected * torch.from_numpy(g)).sum().backward()
+    failures = []
+    compare_tensors("eps", "numpy vs torch reference", out, expected.detach().numpy(), "float64", failures)
+    compare_tensors("grad x", "numpy vs torch reference", grad_x, tx.grad.numpy(), "float64", failures)
+    ours = model.canonical_grads()
+    for name, param in reference.named_parameters():
+        compare_tensors(f"grad {name}", "numpy vs torch reference", ours[name], param.grad.numpy(), "float64", failures)
+    assert not failures, failures
+
+
 @pytest.mark.parametrize("tree", TREES)
 def test_missing_labels_mean_the_null_class(tree):
     """``labels=None`` is the null class (id ``num_classes``) for every sample: classifier-free guidance's
