@@ -20,6 +20,23 @@ ROOT = FIGURES.parent
 DEFAULT_OUT = ROOT / "docs" / "days" / "img"
 
 
+def start_figure(script_file: str, argv: list[str] | None = None) -> Path:
+    """What every figure script does first: parse its ``--out DIR``, switch matplotlib to the
+    headless Agg backend, put the repository root on ``sys.path`` (so ``examples/`` and
+    ``parity_tests/`` import when run as ``python figures/dayNN_name.py``), and return the path
+    ``DIR/dayNN_name.png``, named after the script, with ``DIR`` created."""
+    name = Path(script_file).stem
+    parser = argparse.ArgumentParser(description=f"Draw {name}.png")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder to write {name}.png to")
+    args = parser.parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args.out / f"{name}.png"
+
+
 def figure_scripts(pattern: str) -> list[Path]:
     """The figure scripts whose file name matches ``pattern``, sorted by name."""
     scripts = sorted(FIGURES.glob("day*.py"))

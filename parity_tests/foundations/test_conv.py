@@ -75,8 +75,10 @@ def tf_conv2d_reference(config):
 def conv_case(config, batch=2, bias=True, seed=0):
     c_in, c_out, k, s, p, d, g, h, w = config
     references = {"F.conv2d": f_conv2d_reference(config, bias)}
-    # tf.nn.conv2d on CPU has no gradient for dilation > 1 ("Current CPU implementations do not yet
-    # support dilation rates larger than 1") and is only asked here for ungrouped kernels.
+    # tf.nn.conv2d on CPU has no gradient for dilation > 1 in float64 or with explicit padding
+    # ("Current CPU implementations do not yet support dilation rates larger than 1"; float32 with
+    # "VALID"/"SAME" works: test_library_facts.py). The cases run both dtypes and explicit padding,
+    # so it is asked only for dilation 1, and only for ungrouped kernels.
     if bias and g == 1 and d == 1:
         references["tf.nn.conv2d"] = tf_conv2d_reference(config)
     return Case(
@@ -123,8 +125,9 @@ def test_conv_fuzz(c_in_per_group, c_out_per_group, groups, kh, kw, sh, sw, dh, 
 
 
 def test_same_padding_is_tf_asymmetric_at_stride_2():
-    """TF "SAME" at stride 2 on an even size pads (0, 1); torch's symmetric padding=1 pads (1, 1) and
-    gives a different result. Our "same" is TF's, equal to tf.nn.conv2d(padding="SAME")."""
+    """TF "SAME" with a 3x3 kernel at stride 2 on an even size pads (0, 1); torch's symmetric
+    padding=1 pads (1, 1) and gives a different result. Our "same" is TF's, equal to
+    tf.nn.conv2d(padding="SAME") (other kernels and strides: test_tf_same_padding_totals)."""
     conv = get_module("numpy", MODULE)
     assert conv_padding("same", (6, 6), (3, 3), (2, 2), (1, 1)) == ((0, 1), (0, 1))
     assert conv_padding("same", (7, 7), (3, 3), (2, 2), (1, 1)) == ((1, 1), (1, 1))

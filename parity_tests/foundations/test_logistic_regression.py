@@ -102,9 +102,10 @@ def test_bce_with_logits_extreme_logits_stay_finite(dtype):
 
 
 def test_bce_with_logits_gradient_at_zero_logit():
-    """At z = 0 exactly the gradient is sigmoid(0) - y = 1/2 - y. Written with ``clamp``/``abs``,
-    autograd would take max(z,0)' = 1 and |z|' = 0 there and return 1 - y: one ``where(z >= 0)``
-    for both kinks keeps the trees right (a zero-initialized model starts at z = 0)."""
+    """At z = 0 exactly the gradient is sigmoid(0) - y = 1/2 - y. Written with ``clamp_min``/``abs``,
+    torch's autograd takes slope 0 for both kinks and returns -y (TF's ``tf.maximum`` has slope 1:
+    1 - y; test_library_facts.py): one ``where(z >= 0)`` for both kinks keeps the trees right (a
+    zero-initialized model starts at z = 0)."""
     inputs = {"logits": np.zeros((4,)), "target": np.array([0.0, 1.0, 0.25, 0.5])}
     cotangents = [np.ones(())]
     results = run_all_trees(bce_case("sum"), "float64", inputs, cotangents)

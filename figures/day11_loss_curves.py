@@ -1,0 +1,12 @@
+"""Day 11: the MLP's loss curves on digits from the three backends (float64, same initial weights
+and batches) — the figure ``examples/train_mlp.py --compare --plot`` draws, shortened to 5 epochs
+(110 Adam steps) so it renders in seconds."""
+import sys
+
+from make_all import start_figure
+
+if __name__ == "__main__":
+    path = start_figure(__file__)
+    from examples.train_mlp import main
+
+    sys.exit(main(["--compare", "--dtype", "float64", "--epochs", "5", "--plot", str(path)]))
