@@ -8,6 +8,8 @@ fed converted weights, and, for the training step, a pure-torch alternation (tor
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 
 from ml100.backends import get_module
@@ -139,6 +141,17 @@ def test_generator_parity(dtype):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_discriminator_parity(dtype):
     check_parity(discriminator_case(), dtype)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(1, 3), latent_dim=st.integers(1, 3), hidden_sizes=st.lists(st.integers(1, 4), min_size=1, max_size=2),
+       image_size=st.integers(1, 3), in_channels=st.integers(1, 2))
+def test_players_fuzz(batch, latent_dim, hidden_sizes, image_size, in_channels):
+    """Small random widths, depths, image sizes and batches (width-1 layers and 1x1 images included),
+    float64, both players against torch.nn, with the special-values pass and the empty batch."""
+    config = GANConfig(latent_dim=latent_dim, hidden_sizes=tuple(hidden_sizes), image_size=image_size, in_channels=in_channels)
+    check_parity(generator_case(config, batch, keras=False), "float64")
+    check_parity(discriminator_case(config, batch, keras=False), "float64")
 
 
 def test_generator_gradcheck():
