@@ -427,6 +427,10 @@ class UNetConfig(ModelConfig):
             raise self.error("image_size", "be even (one stride-2 downsampling)", self.image_size)
         if any(width % self.groups for width in self.channels):
             raise self.error("groups", f"divide both widths {self.channels}", self.groups)
+        # With one channel per group, the GroupNorm after the added embedding subtracts it again.
+        if any(width < 2 * self.groups for width in self.channels):
+            raise self.error("groups", f"leave at least 2 channels per group in both widths {self.channels} (with one, "
+                             "GroupNorm removes the time and class embedding)", self.groups)
 
 
 @dataclasses.dataclass(frozen=True)

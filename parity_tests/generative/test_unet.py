@@ -510,5 +510,7 @@ def test_unet_refuses_bad_inputs(tree):
 def test_config_refuses_groups_that_do_not_divide_the_widths():
     with pytest.raises(ConfigError, match="groups must divide both widths"):
         UNetConfig(channels=(16, 30), groups=4)
+    with pytest.raises(ConfigError, match="leave at least 2 channels per group"):
+        UNetConfig(channels=(8, 16), groups=8)
     with pytest.raises(ConfigError, match="image_size must be even"):
         UNetConfig(image_size=7)
