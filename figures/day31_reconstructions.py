@@ -7,12 +7,8 @@ of each image given its reconstruction; then the first ten test digits (top row)
 
     python figures/day31_reconstructions.py [--out DIR]   # writes DIR/day31_reconstructions.png
 """
-import argparse
-import sys
-from pathlib import Path
+from make_all import start_figure
 
-ROOT = Path(__file__).resolve().parent.parent
-NAME = "day31_reconstructions"
 EPOCHS, BATCH, LR, SEED = 30, 64, 1e-2, 0
 
 
@@ -47,15 +43,7 @@ def train(x_train, x_test):
     return model, before, test_loss()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "days" / "img", help="folder the PNG is written to")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
-    import matplotlib
-
-    matplotlib.use("Agg")
+def draw(out) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -79,10 +67,9 @@ def main(argv=None) -> int:
     axes[1, 0].set_ylabel("recon.")
     figure.suptitle(f"Autoencoder, 8-number code: test BCE {before:.3f} before, {after:.3f} after {EPOCHS} epochs", fontsize=10)
     figure.tight_layout()
-    figure.savefig(args.out / f"{NAME}.png", dpi=100)
-    print(f"{NAME}: test BCE {before:.4f} -> {after:.4f}; wrote {args.out / f'{NAME}.png'}")
-    return 0
+    figure.savefig(out, dpi=100)
+    print(f"test BCE {before:.4f} -> {after:.4f}; wrote {out}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    draw(start_figure(__file__))
