@@ -46,8 +46,8 @@ PLAYERS = ("generator", "discriminator")
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(__doc__)
     add_training_arguments(parser)
-    # Measured on 2 cores: judge accuracy 0.927 (NumPy tree, 660 steps).
-    parser.set_defaults(epochs=30, batch_size=64, lr=1e-3)
+    # Measured on 2 cores, NumPy tree: judge accuracy 0.950 after 60 epochs (1320 rounds, ~100 s CPU), 0.927 after 30.
+    parser.set_defaults(epochs=60, batch_size=64, lr=1e-3)
     # --latent-dim, --hidden-sizes: the other GANConfig fields.
     add_config_arguments(parser, CGANConfig, skip=tuple(DIGITS))
     judge.add_sample_arguments(parser, "day 33's GAN, without labels (the judge's histogram shows mode collapse)")
