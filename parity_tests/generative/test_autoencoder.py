@@ -8,6 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from ml100.configs import AutoencoderConfig, ConfigError
@@ -154,6 +156,34 @@ def test_numpy_autoencoder_used_twice_matches_autograd():
         total = total + sum((out * torch.from_numpy(g)).sum() for out, g in zip(outputs, grads) if g is not None)
     total.backward()
     assert_grads_match(model, reference, "used twice")
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(0, 3), c1=st.integers(1, 3), c2=st.integers(1, 3), latent_dim=st.integers(1, 3),
+       image_size=st.sampled_from([4, 8]), in_channels=st.integers(1, 2))
+def test_autoencoder_fuzz_numpy_against_torch_nn(batch, c1, c2, latent_dim, image_size, in_channels):
+    """Small random configs and batches (an empty one included), float64: the NumPy model's logits,
+    code, input gradient and every parameter gradient against ``TorchAutoencoder`` (the other trees
+    meet the NumPy one in the parity test; this explores the shapes cheaply)."""
+    config = AutoencoderConfig(in_channels=in_channels, channels=(c1, c2), latent_dim=latent_dim, image_size=image_size)
+    model = get_module("numpy", MODULE).Autoencoder(config, dtype="float64")
+    state = random_weights(model.canonical_state_dict(), np.random.default_rng(batch))
+    model.load_canonical_state_dict(state)
+    reference = TorchAutoencoder(config).double()
+    reference.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    rng = np.random.default_rng(1)
+    x = rng.random((batch, in_channels, image_size, image_size))
+    grads = [rng.standard_normal(x.shape), rng.standard_normal((batch, latent_dim))]
+    outputs = model(x)
+    grad_x = model.backward(*grads)
+    tx = torch.from_numpy(x).requires_grad_()
+    t_outputs = reference(tx)
+    sum((out * torch.from_numpy(g)).sum() for out, g in zip(t_outputs, grads)).backward()
+    tol = TOLERANCES["float64"]
+    for name, ours, theirs in zip(("logits", "code"), outputs, t_outputs):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=tol, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=tol, atol=1e-12, err_msg="grad x")
+    assert_grads_match(model, reference, f"fuzz {config}, batch {batch}")
 
 
 @pytest.mark.parametrize("tree", TREES)
