@@ -62,15 +62,16 @@ class VAE(ConvStacks):
         logvar = self.fc_logvar(h)  # (N, D)
         std = np.exp(0.5 * logvar)  # (N, D)
         z = mu + std * eps  # (N, D)
-        self.save_for_backward(eps, std)
+        self.save_for_backward(eps, std, x.shape)
         logits = z
         for module in self.decoder():
             logits = module(logits)  # ends (N, C, H, W)
         return logits, mu, logvar
 
     def backward(self, grad_logits, grad_mu=None, grad_logvar=None):
-        eps, std = self.saved_for_backward()
-        grad_z = np.zeros_like(eps) if grad_logits is None else grad_logits
+        eps, std, image_shape = self.saved_for_backward()
+        # None means a zero cotangent of the logits (shaped like the image); the decoder's caches are popped either way.
+        grad_z = np.zeros(image_shape, self.dtype) if grad_logits is None else grad_logits  # (N, C, H, W)
         for module in reversed(self.decoder()):
             grad_z = module.backward(grad_z)  # ends (N, D)
         grad_mu = grad_z if grad_mu is None else grad_mu + grad_z  # (N, D): dz/dmu = 1

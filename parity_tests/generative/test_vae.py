@@ -252,6 +252,28 @@ def test_numpy_vae_used_twice_matches_autograd():
     assert_grads_match(model, reference, "used twice")
 
 
+def test_numpy_vae_backward_without_a_logits_cotangent():
+    """``backward(None, grad_mu, grad_logvar)``: the logits' cotangent is zero (an image-shaped zero
+    through the decoder), so only the heads' cotangents reach the encoder, as autograd gives for
+    a loss of mu and logvar alone."""
+    model, reference = numpy_and_torch(8)
+    rng = np.random.default_rng(9)
+    x, eps = rng.random((BATCH, 1, 8, 8)), rng.standard_normal((BATCH, CONFIG.latent_dim))
+    grad_mu, grad_logvar = rng.standard_normal((BATCH, 2)), rng.standard_normal((BATCH, 2))
+    model(x, eps)
+    grad_x, grad_eps = model.backward(None, grad_mu, grad_logvar)
+    tx, teps = torch.from_numpy(x).requires_grad_(), torch.from_numpy(eps).requires_grad_()
+    _, t_mu, t_logvar = reference(tx, teps)
+    ((t_mu * torch.from_numpy(grad_mu)).sum() + (t_logvar * torch.from_numpy(grad_logvar)).sum()).backward()
+    # The decoder is off autograd's graph (grad None): its gradient is zero, as the NumPy model's.
+    for param in reference.parameters():
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+    np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=TOLERANCES["float64"], atol=1e-12)
+    np.testing.assert_array_equal(grad_eps, np.zeros_like(eps))
+    assert_grads_match(model, reference, "no logits cotangent")
+
+
 @pytest.mark.parametrize("tree", TREES)
 def test_vae_refuses_bad_config_and_inputs(tree):
     topic = get_module(tree, "generative.vae")
