@@ -456,3 +456,13 @@ def check_step_inputs(owner: str, dtype: str, model_output, sample, noise, noise
             raise ValueError(f"{owner}: this step adds noise, so noise (shaped like sample) must be given, got None")
         return
     check_input(owner, "noise", noise.shape, noise.dtype, expected_dtype=dtype, shape_like=sample.shape)
+
+
+def check_class_labels(owner: str, labels, num_classes: int, batch: int, check_values: bool = True) -> None:
+    """Class labels for a conditional model: int64, shape ``(batch,)``, values in ``[0, num_classes)``
+    (``check_values=False`` skips the values: a traced TF call does not know them)."""
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", ndim=1)
+    if check_values:
+        check_labels(owner, "labels", labels, num_classes, batch)
+    elif tuple(labels.shape) != (batch,):
+        raise ValueError(f"{owner}: labels must have shape ({batch},), got {tuple(labels.shape)}")

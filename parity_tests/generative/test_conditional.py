@@ -4,6 +4,7 @@ against torch.nn models (``nn.Conv2d``, ``nn.Linear``, ``nn.ConvTranspose2d``, `
 ``Embedding``) fed converted weights, and a 20-step float64 conditional-GAN trajectory against
 ``torch.optim.Adam`` with the losses written in torch ops."""
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -427,6 +428,22 @@ def test_labels_are_refused_with_the_same_error_in_every_tree(tree, name):
     assert_raises_exactly(ValueError, f"{name}: labels must have shape (3,), got (2,)", call(np.array([0, 1], dtype=np.int64)))
     assert_raises_exactly(ValueError, f"{name}: labels must have 1 dimensions, got shape (3, 1)",
                           call(np.zeros((3, 1), dtype=np.int64)))
+
+
+def test_tf_tree_traced_checks_labels_dtype_and_shape():
+    """Under ``tf.function`` (the examples' TF steps) the label values are unknown at trace time:
+    the outputs equal the eager ones, and a wrong dtype or length is still refused."""
+    import tensorflow as tf
+
+    generator = get_module("tf", MODULE).ConditionalGenerator(CGAN, dtype="float64", rng=np.random.default_rng(0))
+    traced = tf.function(lambda z, labels: generator(z, labels))
+    z = tf.constant(np.random.default_rng(1).standard_normal((BATCH, CGAN.latent_dim)))
+    np.testing.assert_array_equal(traced(z, tf.constant(LABELS)).numpy(), generator(z, tf.constant(LABELS)).numpy())
+    # Raised while tracing, the error comes wrapped in TF's "in user code:" report: same type, text inside.
+    with pytest.raises(ValueError, match=re.escape("ConditionalGenerator: labels must have shape (3,), got (2,)")):
+        traced(z, tf.constant(LABELS[:2]))
+    with pytest.raises(TypeError, match=re.escape("ConditionalGenerator: labels must have dtype int64, got int32")):
+        traced(z, tf.constant(LABELS, dtype=tf.int32))
 
 
 @pytest.mark.parametrize("tree", TREES)

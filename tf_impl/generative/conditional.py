@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ml100.checks import check_input, check_labels
+from ml100.checks import check_class_labels, check_input
 from ml100.configs import CGANConfig, CVAEConfig, check_config
 
 from ..foundations.activations import LeakyReLU, ReLU, Tanh
@@ -50,15 +50,6 @@ from .conv_transpose import ConvTranspose2d
 from .embedding import Embedding
 from .gan import NEGATIVE_SLOPE, mlp_layers
 from .vae import Unflatten
-
-
-def check_class_labels(owner: str, labels: tf.Tensor, num_classes: int, batch: int) -> None:
-    """Labels int64 ``(batch,)`` in ``[0, num_classes)``, refused otherwise with one clear error."""
-    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", ndim=1)
-    # The values are known in eager calls only; traced, a bad label gets tf.one_hot's zero row (the
-    # VAE) or CPU tf.gather's own error (the embeddings): validate the labels before tracing.
-    if tf.executing_eagerly():
-        check_labels(owner, "labels", labels, num_classes, batch)
 
 
 def one_hot(labels: tf.Tensor, num_classes: int, dtype: str) -> tf.Tensor:
@@ -103,7 +94,10 @@ class ConditionalVAE(Module):
 
     def encode(self, x: tf.Tensor, labels: tf.Tensor):
         """``q(z | x, y)``: ``(mu, logvar)``, each ``(N, latent_dim)``."""
-        check_class_labels("ConditionalVAE", labels, self.config.num_classes, x.shape[0])
+        # Values are known in eager calls only: traced, a bad label gets tf.one_hot's zero row (the
+        # VAE) or CPU tf.gather's own error (the embeddings); dtype and shape are checked either way.
+        check_class_labels("ConditionalVAE", labels, self.config.num_classes, x.shape[0],
+                           check_values=tf.executing_eagerly())
         h = x
         for module in self.encoder():
             h = module(h)  # ends (N, F)
@@ -114,7 +108,8 @@ class ConditionalVAE(Module):
         """``p(x | z, y)``: pixel logits ``(N, H, W, C)`` of class ``labels`` from codes ``z`` ``(N, latent_dim)``."""
         check_input("ConditionalVAE", "z", z.shape, z.dtype, expected_dtype=self.dtype, ndim=2,
                     last_dim=self.config.latent_dim)
-        check_class_labels("ConditionalVAE", labels, self.config.num_classes, z.shape[0])
+        check_class_labels("ConditionalVAE", labels, self.config.num_classes, z.shape[0],
+                           check_values=tf.executing_eagerly())
         logits = tf.concat([z, one_hot(labels, self.config.num_classes, self.dtype)], axis=1)  # (N, D+K)
         for module in self.decoder():
             logits = module(logits)  # ends (N, H, W, C)
@@ -148,7 +143,8 @@ class ConditionalGenerator(Module):
     def forward(self, z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         check_input("ConditionalGenerator", "z", z.shape, z.dtype, expected_dtype=self.dtype, ndim=2,
                     last_dim=self.config.latent_dim)
-        check_class_labels("ConditionalGenerator", labels, self.config.num_classes, z.shape[0])
+        check_class_labels("ConditionalGenerator", labels, self.config.num_classes, z.shape[0],
+                           check_values=tf.executing_eagerly())
         zy = tf.concat([z, self.label_embedding(labels)], axis=1)  # (N, D+K)
         return self.net(zy)  # (N, H, W, C)
 
@@ -170,7 +166,8 @@ class ConditionalDiscriminator(Module):
         self.label_embedding = Embedding(config.num_classes, width, dtype=dtype, rng=rng)
 
     def forward(self, x: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        check_class_labels("ConditionalDiscriminator", labels, self.config.num_classes, x.shape[0])
+        check_class_labels("ConditionalDiscriminator", labels, self.config.num_classes, x.shape[0],
+                           check_values=tf.executing_eagerly())
         phi = self.features(x)  # (N, H)
         embedded = self.label_embedding(labels)  # (N, H)
         return self.head(phi) + tf.reduce_sum(embedded * phi, axis=1, keepdims=True)  # (N, 1)

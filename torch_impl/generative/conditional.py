@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ml100.checks import check_input, check_labels
+from ml100.checks import check_class_labels, check_input
 from ml100.configs import CGANConfig, CVAEConfig, check_config
 
 from ..foundations.activations import LeakyReLU, ReLU, Tanh
@@ -50,12 +50,6 @@ from .conv_transpose import ConvTranspose2d
 from .embedding import Embedding
 from .gan import NEGATIVE_SLOPE, mlp_layers
 from .vae import Unflatten
-
-
-def check_class_labels(owner: str, labels: torch.Tensor, num_classes: int, batch: int) -> None:
-    """Labels int64 ``(batch,)`` in ``[0, num_classes)``, refused otherwise with one clear error."""
-    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", ndim=1)
-    check_labels(owner, "labels", labels, num_classes, batch)
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: str) -> torch.Tensor:
