@@ -153,11 +153,14 @@ def save_sample_grid(path, images: np.ndarray, columns: int, title: str, class_r
     import matplotlib.pyplot as plt
 
     rows = len(images) // columns
-    # (R*C, 1, 8, 8) -> (R, 8, C, 8) -> one (R*8, C*8) picture, rows of samples stacked.
-    tiles = images[:rows * columns, 0].reshape(rows, columns, 8, 8).transpose(0, 2, 1, 3).reshape(rows * 8, columns * 8)
+    # A blank (0 = white) pixel around each sample: digits touching top to bottom would merge into strips.
+    framed = np.pad(images[:rows * columns, 0], ((0, 0), (1, 1), (1, 1)))  # (R*C, 10, 10)
+    side = framed.shape[-1]
+    # (R*C, 10, 10) -> (R, 10, C, 10) -> one (R*10, C*10) picture, rows of samples stacked.
+    tiles = framed.reshape(rows, columns, side, side).transpose(0, 2, 1, 3).reshape(rows * side, columns * side)
     fig, ax = plt.subplots(figsize=(columns * 0.45 + 0.6, rows * 0.45 + 0.6))
     ax.imshow(tiles, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set(xticks=[], yticks=np.arange(rows) * 8 + 3.5 if class_rows else [], title=title)
+    ax.set(xticks=[], yticks=np.arange(rows) * side + (side - 1) / 2 if class_rows else [], title=title)
     if class_rows:
         ax.set_yticklabels([str(r) for r in range(rows)])
     ax.tick_params(length=0)
