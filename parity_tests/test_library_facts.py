@@ -59,13 +59,15 @@ def test_gelu_and_leaky_relu_defaults():
     assert default(tf.nn.gelu, "approximate") is False
     assert default(keras.activations.gelu, "approximate") is False
     assert default(keras.ops.gelu, "approximate") is True
-    # The forms, by value at x = 1 (float32: TF's constants are float32 anyway): erf 0.8413, tanh 0.8412.
-    x = np.float32(1.0)
-    erf_form, tanh_form = 0.5 * (1 + math.erf(1 / math.sqrt(2))), 0.5 * (1 + math.tanh(math.sqrt(2 / math.pi) * 1.044715))
-    assert abs(erf_form - tanh_form) > 1e-4
+    # The forms, by value at x = -3, where they differ by 11% (float32, so float32's tolerance):
+    # erf -0.0040497, tanh -0.0036374.
+    x = np.float32(-3.0)
+    erf_form = 0.5 * -3.0 * math.erfc(3.0 / math.sqrt(2))
+    tanh_form = 0.5 * -3.0 * (1 + math.tanh(math.sqrt(2 / math.pi) * (-3.0 + 0.044715 * -27.0)))
+    assert abs(erf_form / tanh_form - 1) > 0.1
     for function in (tf.nn.gelu, keras.activations.gelu, lambda v: torch.nn.functional.gelu(torch.tensor(v))):
-        assert float(function(x)) == pytest.approx(erf_form, rel=1e-6)
-    assert float(keras.ops.gelu(x)) == pytest.approx(tanh_form, rel=1e-6)
+        assert float(function(x)) == pytest.approx(erf_form, rel=1e-4)
+    assert float(keras.ops.gelu(x)) == pytest.approx(tanh_form, rel=1e-4)
     assert keras.layers.LeakyReLU().negative_slope == pytest.approx(0.3)
     assert default(keras.activations.leaky_relu, "negative_slope") == 0.2
     assert default(tf.nn.leaky_relu, "alpha") == 0.2
@@ -96,7 +98,7 @@ def same_padding_of_tf(size: int, kernel: int, stride: int, dilation: int, rng) 
     for total in range(max(extent - size, 0), extent + 1):
         for before in range(total + 1):
             valid = conv(np.pad(x, ((0, 0), (before, total - before), (0, 0), (0, 0))), "VALID")
-            if valid.shape == same.shape and np.allclose(valid, same, rtol=1e-12, atol=0):
+            if valid.shape == same.shape and np.allclose(valid, same, rtol=1e-9, atol=0):
                 return before, total - before
     raise AssertionError(f"no padding reproduces SAME for size {size}, kernel {kernel}, stride {stride}")
 
