@@ -16,7 +16,7 @@ prints it: 0.986 with the defaults below).
 **Input range.** The judge sees what it was trained on: ``(N, 1, 8, 8)`` pixels in [0, 1]
 (channels first, whatever backend made them). Samples in another range are mapped first, by the
 example that made them: a tanh output or a diffusion sample in [-1, 1] by :func:`from_signed`
-(``(x + 1) / 2``, then clipped: diffusion samples overshoot a little), a VAE's pixel logits by
+(``(x + 1) / 2``, then clipped: a diffusion sampler without ``clip_sample`` overshoots), a VAE's pixel logits by
 :func:`from_logits` (the sigmoid, i.e. the Bernoulli mean). Anything outside [0, 1] is refused,
 not clipped behind the caller's back.
 """
@@ -114,7 +114,7 @@ def from_signed(images: np.ndarray) -> np.ndarray:
     """Images in [-1, 1] (tanh outputs, diffusion samples) as the judge's [0, 1] pixels.
 
     ``(x + 1) / 2`` is the inverse of the examples' ``2x - 1`` scaling of the data; a diffusion
-    sample can land slightly outside [-1, 1] (the sampler does not clip), so the result is clipped.
+    sample can land outside [-1, 1] (a sampler run without ``clip_sample``), so the result is clipped.
     """
     return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
 
@@ -130,18 +130,6 @@ def from_logits(logits: np.ndarray) -> np.ndarray:
 def requested_labels(n: int) -> np.ndarray:
     """The classes ``n`` conditional samples are asked for: 0, 1, ..., 9, 0, 1, ... ``(n,)`` int64 (balanced)."""
     return np.arange(n, dtype=np.int64) % NUM_CLASSES  # (n,)
-
-
-def report_samples(images: np.ndarray, labels: np.ndarray | None) -> float | None:
-    """Print the judge's class histogram of ``images``, then, for class-conditional samples
-    (``labels`` given), ``judge accuracy: X`` as the last line; returns that accuracy (``None``
-    for unconditional samples, whose last line is the histogram)."""
-    print(format_histogram(class_histogram(images)))
-    if labels is None:
-        return None
-    accuracy = judge_accuracy(images, labels)
-    print(f"judge accuracy: {accuracy:.3f}")
-    return accuracy
 
 
 def save_sample_grid(path, images: np.ndarray, columns: int, title: str, class_rows: bool) -> None:
