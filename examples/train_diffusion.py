@@ -187,8 +187,9 @@ def main(argv=None) -> int:
     backends = list(BACKENDS) if args.compare else [args.backend]
     with training_progress() as progress:
         runs = {backend: train(backend, args, state, data, randomness, progress) for backend in backends}
-    variant = "DDPM" if args.unconditional else f"conditional DDPM, DDIM-{args.ddim_steps}, guidance {args.guidance_scale:g}"
-    return judge.finish_run(runs, args, f"{variant} on digits, {args.dtype}")
+    sampler = f"DDIM-{args.ddim_steps}" if args.unconditional else f"DDIM-{args.ddim_steps}, guidance {args.guidance_scale:g}"
+    variant = "DDPM" if args.unconditional else "conditional DDPM"
+    return judge.finish_run(runs, args, f"{variant} on digits ({sampler}), {args.dtype}")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def save_sample_grid(path, images: np.ndarray, columns: int, title: str, class_r
     tiles = framed.reshape(rows, columns, side, side).transpose(0, 2, 1, 3).reshape(rows * side, columns * side)
     fig, ax = plt.subplots(figsize=(columns * 0.45 + 0.6, rows * 0.45 + 0.6))
     ax.imshow(tiles, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set(xticks=[], yticks=np.arange(rows) * side + (side - 1) / 2 if class_rows else [], title=title)
+    ax.set(xticks=[], yticks=np.arange(rows) * side + (side - 1) / 2 if class_rows else [])
+    ax.set_title(title, fontsize=9)
     if class_rows:
         ax.set_yticklabels([str(r) for r in range(rows)])
     ax.tick_params(length=0)
