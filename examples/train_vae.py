@@ -90,14 +90,8 @@ def make_step(backend: str, model, loss_fn, optimizer):
 
 
 def decode(model, z, labels, unconditional: bool):
-    """Pixel logits from codes ``z``: the conditional VAE's ``decode(z, labels)``; day 32's VAE has
-    no ``decode``, so its decoder stages are run in turn."""
-    if not unconditional:
-        return model.decode(z, labels)
-    logits = z
-    for module in model.decoder():
-        logits = module(logits)  # ends (N, C, H, W) — (N, H, W, C) in TF
-    return logits
+    """Pixel logits from codes ``z``: the conditional VAE's ``decode(z, labels)``, day 32's ``decode(z)``."""
+    return model.decode(z) if unconditional else model.decode(z, labels)
 
 
 def draw_randomness(args, n_train: int) -> dict[str, np.ndarray]:

@@ -196,7 +196,7 @@ def finish_run(runs: dict[str, tuple[dict[str, list[float]], np.ndarray]], args,
     for backend, (_, images) in runs.items():
         prefix = f"{backend:5s} " if len(runs) > 1 else ""
         print(prefix + format_histogram(class_histogram(images)))
-        accuracies[backend] = float("nan") if labels is None else judge_accuracy(images, labels)
+        accuracies[backend] = None if labels is None else judge_accuracy(images, labels)
     if args.plot and not args.compare:
         first = images[:GRID_COLUMNS * NUM_CLASSES]  # (100, 1, 8, 8): sample i asked for class i % 10
         # Conditional: (column, class) -> (class, column), one row per class.
@@ -205,7 +205,7 @@ def finish_run(runs: dict[str, tuple[dict[str, list[float]], np.ndarray]], args,
     if args.compare:
         names = list(next(iter(runs.values()))[0])
         first_curves = {backend: (curves[names[0]], accuracies[backend]) for backend, (curves, _) in runs.items()}
-        report_comparison(first_curves, args.dtype, args.plot, f"{title}: {names[0]}, three backends")
+        report_comparison(first_curves, args.dtype, args.plot, f"{title}: {names[0]}, three backends", metric="judge accuracy")
         for name in names[1:]:
             abs_diff, rel_diff = curve_difference({backend: curves[name] for backend, (curves, _) in runs.items()})
             print(f"largest {name} loss difference between backends: {abs_diff:.3e} (relative {rel_diff:.3e}, {args.dtype})")

@@ -62,19 +62,21 @@ def save_curves_plot(path: Path, curves: dict[str, list[float]], title: str) -> 
     fig, ax = plt.subplots(figsize=(7, 4))
     for (backend, losses), style in zip(curves.items(), ["-", "--", ":"]):
         ax.plot(losses, style, linewidth=2, label=backend)
-    ax.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title=title)
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def report_comparison(results: dict[str, tuple[list[float], float]], dtype: str, plot: Path | None, title: str) -> None:
-    """Print each backend's final loss and accuracy, save the plot if asked, and end with the largest
-    loss-curve difference between backends."""
+def report_comparison(results: dict[str, tuple[list[float], float | None]], dtype: str, plot: Path | None, title: str,
+                      metric: str = "test accuracy") -> None:
+    """Print each backend's final loss and its ``metric`` (left out where the value is ``None``), save
+    the plot if asked, and end with the largest loss-curve difference between backends."""
     curves = {backend: losses for backend, (losses, _) in results.items()}
-    for backend, (losses, accuracy) in results.items():
-        print(f"{backend:5s}  final loss {losses[-1]:.6f}  test accuracy {accuracy:.3f}")
+    for backend, (losses, value) in results.items():
+        shown = "" if value is None else f"  {metric} {value:.3f}"
+        print(f"{backend:5s}  final loss {losses[-1]:.6f}{shown}")
     if plot:
         save_curves_plot(plot, curves, title)
         print(f"loss curves saved to {plot}")

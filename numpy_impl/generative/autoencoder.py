@@ -89,6 +89,13 @@ class ConvStacks(Module):
         """The stages from a code to the pixel logits."""
         return [self.fc_decode, self.relu3, self.unflatten, self.deconv1, self.relu4, self.deconv2]
 
+    def decode(self, code: np.ndarray) -> np.ndarray:
+        """Pixel logits ``(N, C, H, W)`` from codes ``(N, latent_dim)``: the decoder alone, as sampling uses it."""
+        logits = code
+        for module in self.decoder():
+            logits = module(logits)  # ends (N, C, H, W)
+        return logits
+
 
 class Autoencoder(ConvStacks):
     """Convolutional encoder to a code of ``latent_dim``, transposed-convolution decoder back to
@@ -108,9 +115,7 @@ class Autoencoder(ConvStacks):
         for module in self.encoder():
             h = module(h)  # ends (N, C2*side*side)
         code = self.fc_encode(h)  # (N, D)
-        logits = code
-        for module in self.decoder():
-            logits = module(logits)  # ends (N, C, H, W)
+        logits = self.decode(code)  # (N, C, H, W)
         self.save_for_backward(logits.shape)
         return logits, code
 

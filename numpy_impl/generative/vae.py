@@ -63,9 +63,7 @@ class VAE(ConvStacks):
         std = np.exp(0.5 * logvar)  # (N, D)
         z = mu + std * eps  # (N, D)
         self.save_for_backward(eps, std, x.shape)
-        logits = z
-        for module in self.decoder():
-            logits = module(logits)  # ends (N, C, H, W)
+        logits = self.decode(z)  # (N, C, H, W)
         return logits, mu, logvar
 
     def backward(self, grad_logits, grad_mu=None, grad_logvar=None):

@@ -10,6 +10,7 @@ import torch
 from ml100.backends import get_module
 from ml100.configs import ConfigError, VAEConfig
 from ml100.data import load_digits_split
+from ml100.runs import to_numpy
 from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity,
                                   check_trajectory, gradcheck_numpy, random_weights, to_tree, torch_module_reference)
 
@@ -343,3 +344,28 @@ def test_training_on_digits_traces_the_same_elbo_curve_in_three_trees():
     histories = check_trajectory(Trajectory(TRAIN_STEPS, training_start, training_step), "float64", "VAE training")
     curve = [float(h["negative ELBO"]) for h in histories["numpy"]]
     assert curve[-1] < curve[0], curve
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_decode_is_the_decoder_that_forward_runs(dtype):
+    """``decode(z)`` (what sampling calls) gives the logits ``forward`` returns for
+    ``z = mu + exp(logvar / 2) * eps``, and the same logits in the three trees."""
+    rng = np.random.default_rng(3)
+    x = rng.random((BATCH, 1, 8, 8)).astype(dtype)
+    eps = rng.standard_normal((BATCH, CONFIG.latent_dim)).astype(dtype)
+    z = rng.standard_normal((BATCH, CONFIG.latent_dim)).astype(dtype)
+    state = random_weights(get_module("numpy", "generative.vae").VAE(CONFIG, dtype=dtype).canonical_state_dict(),
+                           np.random.default_rng(1))
+    sampled = {}
+    for tree in TREES:
+        model = get_module(tree, "generative.vae").VAE(CONFIG, dtype=dtype)
+        model.load_canonical_state_dict(state)
+        logits, mu, logvar = (to_numpy(t) for t in model(to_tree(tree, x.transpose(NCHW_TO_NHWC) if tree == "tf" else x),
+                                                            to_tree(tree, eps)))
+        again = to_numpy(model.decode(to_tree(tree, mu + np.exp(0.5 * logvar) * eps)))
+        np.testing.assert_allclose(again, logits, rtol=TOLERANCES[dtype], atol=TOLERANCES[dtype] * np.abs(logits).max(), err_msg=tree)
+        decoded = to_numpy(model.decode(to_tree(tree, z)))
+        sampled[tree] = decoded.transpose(0, 3, 1, 2) if tree == "tf" else decoded
+    for tree in TREES[1:]:
+        np.testing.assert_allclose(sampled[tree], sampled["numpy"], rtol=0, atol=TOLERANCES[dtype] * np.abs(sampled["numpy"]).max(),
+                                   err_msg=f"decode(z): {tree} vs numpy")

@@ -87,6 +87,13 @@ class ConvStacks(Module):
         """The stages from a code to the pixel logits."""
         return [self.fc_decode, self.relu3, self.unflatten, self.deconv1, self.relu4, self.deconv2]
 
+    def decode(self, code: tf.Tensor) -> tf.Tensor:
+        """Pixel logits ``(N, H, W, C)`` from codes ``(N, latent_dim)``: the decoder alone, as sampling uses it."""
+        logits = code
+        for module in self.decoder():
+            logits = module(logits)  # ends (N, H, W, C)
+        return logits
+
 
 class Autoencoder(ConvStacks):
     """Convolutional encoder to a code of ``latent_dim``, transposed-convolution decoder back to
@@ -106,7 +113,5 @@ class Autoencoder(ConvStacks):
         for module in self.encoder():
             h = module(h)  # ends (N, C2*side*side)
         code = self.fc_encode(h)  # (N, D)
-        logits = code
-        for module in self.decoder():
-            logits = module(logits)  # ends (N, H, W, C)
+        logits = self.decode(code)  # (N, H, W, C)
         return logits, code

@@ -63,9 +63,7 @@ class VAE(ConvStacks):
         logvar = self.fc_logvar(h)  # (N, D)
         std = tf.exp(0.5 * logvar)  # (N, D)
         z = mu + std * eps  # (N, D)
-        logits = z
-        for module in self.decoder():
-            logits = module(logits)  # ends (N, H, W, C)
+        logits = self.decode(z)  # (N, H, W, C)
         return logits, mu, logvar
 
 

@@ -63,9 +63,7 @@ class VAE(ConvStacks):
         logvar = self.fc_logvar(h)  # (N, D)
         std = torch.exp(0.5 * logvar)  # (N, D)
         z = mu + std * eps  # (N, D)
-        logits = z
-        for module in self.decoder():
-            logits = module(logits)  # ends (N, C, H, W)
+        logits = self.decode(z)  # (N, C, H, W)
         return logits, mu, logvar
 
 
