@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ml100.backends import get_module
 from ml100.configs import ConfigError, GANConfig
 from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity,
-                                  check_trajectory, gradcheck_numpy, random_weights, run_tf, to_native, to_tree,
+                                  check_trajectory, gradcheck_numpy, random_weights, run_tf, scalar_and_input_grad, to_native, to_tree,
                                   torch_module_reference)
 
 MODULE = "generative.gan"
@@ -191,23 +191,8 @@ def test_gan_loss_matches_bce_with_constant_targets(dtype, target_is_real):
     target = torch.full_like(reference, 1.0 if target_is_real else 0.0)
     expected = F.binary_cross_entropy_with_logits(reference, target)
     expected.backward()
-    results = {}
-    for tree in TREES:
-        loss = get_module(tree, MODULE).GANLoss(dtype=dtype)
-        if tree == "numpy":
-            results[tree] = (loss(logits, target_is_real), loss.backward())
-        elif tree == "torch":
-            x = torch.from_numpy(logits.copy()).requires_grad_()
-            value = loss(x, target_is_real)
-            value.backward()
-            results[tree] = (value.detach().numpy(), x.grad.numpy())
-        else:
-            import tensorflow as tf
-            x = tf.constant(logits)
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                value = loss(x, target_is_real)
-            results[tree] = (value.numpy(), tape.gradient(value, x).numpy())
+    results = {tree: scalar_and_input_grad(tree, get_module(tree, MODULE).GANLoss(dtype=dtype), logits, target_is_real)
+               for tree in TREES}
     tol = TOLERANCES[dtype]
     for tree, (value, grad) in results.items():
         np.testing.assert_allclose(value, expected.item(), rtol=tol, err_msg=tree)

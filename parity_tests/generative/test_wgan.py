@@ -29,8 +29,8 @@ from ml100.backends import get_module
 from ml100.configs import ConfigError, GANConfig, WGANConfig
 from parity_tests.generative.test_gan import torch_generator, torch_mlp
 from parity_tests.harness import (NCHW_TO_NHWC, TOLERANCES, TREES, Case, Trajectory, assert_raises_exactly, check_parity,
-                                  check_trajectory, gradcheck_numpy, random_weights, run_torch, run_tree, to_native, to_tree,
-                                  torch_module_reference)
+                                  check_trajectory, gradcheck_numpy, random_weights, run_torch, run_tree, scalar_and_input_grad, to_native,
+                                  to_tree, torch_module_reference)
 
 MODULE = "generative.wgan"
 IN, OUT, N = 4, 3, 5
@@ -302,23 +302,8 @@ def test_wasserstein_loss_matches_torch_ops(dtype, target_is_real):
     reference = torch.from_numpy(scores).requires_grad_()
     expected = -reference.mean() if target_is_real else reference.mean()
     expected.backward()
-    results = {}
-    for tree in TREES:
-        loss = get_module(tree, MODULE).WassersteinLoss(dtype=dtype)
-        if tree == "numpy":
-            results[tree] = (loss(scores, target_is_real), loss.backward())
-        elif tree == "torch":
-            x = torch.from_numpy(scores.copy()).requires_grad_()
-            value = loss(x, target_is_real)
-            value.backward()
-            results[tree] = (value.detach().numpy(), x.grad.numpy())
-        else:
-            import tensorflow as tf
-            x = tf.constant(scores)
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                value = loss(x, target_is_real)
-            results[tree] = (value.numpy(), tape.gradient(value, x).numpy())
+    results = {tree: scalar_and_input_grad(tree, get_module(tree, MODULE).WassersteinLoss(dtype=dtype), scores, target_is_real)
+               for tree in TREES}
     tol = TOLERANCES[dtype]
     for tree, (value, grad) in results.items():
         np.testing.assert_allclose(value, expected.item(), rtol=tol, err_msg=tree)

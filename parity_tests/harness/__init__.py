@@ -23,7 +23,7 @@ from .references import (keras_dense_reference, tf_functional_reference, torch_f
 from .references import (KERAS_GATE_ORDER, keras_gru_to_torch, keras_lstm_weights, keras_recurrent_reference,
                          keras_simple_rnn_weights, lstm_with_state, recurrent_parameter_names, swap_gate_blocks,
                          torch_gru_to_keras, torch_packed_reference)
-from .runners import Result, flatten, run_numpy, run_tf, run_torch, run_tree, tf_layout_call
+from .runners import Result, flatten, run_numpy, run_tf, run_torch, run_tree, scalar_and_input_grad, tf_layout_call
 from .special import SPECIAL_PASSES, SpecialPass, check_special_values
 from .trajectory import Trajectory, check_trajectory, gradient_descent_curves
 
@@ -39,7 +39,7 @@ __all__ = [
     "torch_module_reference",
     "KERAS_GATE_ORDER", "keras_gru_to_torch", "keras_lstm_weights", "keras_recurrent_reference", "keras_simple_rnn_weights",
     "lstm_with_state", "recurrent_parameter_names", "swap_gate_blocks", "torch_gru_to_keras", "torch_packed_reference",
-    "Result", "flatten", "run_numpy", "run_tf", "run_torch", "run_tree", "tf_layout_call",
+    "Result", "flatten", "run_numpy", "run_tf", "run_torch", "run_tree", "scalar_and_input_grad", "tf_layout_call",
     "SPECIAL_PASSES", "SpecialPass", "check_special_values",
     "Trajectory", "check_trajectory", "gradient_descent_curves",
 ]

@@ -158,3 +158,20 @@ def run_tree(tree: str, model, inputs, differentiable, cotangents, tf_layouts=No
     params = dict(model.named_parameters()) if hasattr(model, "named_parameters") else {}
     to_canonical = model.canonical_grads if hasattr(model, "canonical_grads") else (lambda grads: {})
     return run_tf(call, inputs, differentiable, cotangents, params, to_canonical, forward_only)
+
+
+def scalar_and_input_grad(tree: str, fn: Callable, x: np.ndarray, *args) -> tuple[np.ndarray, np.ndarray]:
+    """``fn(x, *args)`` (a scalar, e.g. a loss module called with a flag) and its gradient with respect to
+    ``x``: the NumPy tree's hand-written ``fn.backward()``, torch's and TF's autograd; both as NumPy."""
+    if tree == "numpy":
+        return np.asarray(fn(x, *args)), fn.backward()
+    if tree == "torch":
+        leaf = torch.from_numpy(x.copy()).requires_grad_()
+        value = fn(leaf, *args)
+        value.backward()
+        return value.detach().numpy(), leaf.grad.numpy()
+    leaf = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(leaf)
+        value = fn(leaf, *args)
+    return value.numpy(), tape.gradient(value, leaf).numpy()
