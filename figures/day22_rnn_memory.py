@@ -41,7 +41,8 @@ def draw(path) -> None:
     for radius, (h, h_nudged) in runs.items():
         distance = np.linalg.norm(h - h_nudged, axis=1)  # (T,)
         axes[0].semilogy(np.arange(1, STEPS + 1), distance, label=f"radius {radius}")
-        print(f"radius {radius}: ||h_t - h'_t|| at t=1 {distance[0]:.3g}, t=20 {distance[19]:.3g}, t={STEPS} {distance[-1]:.3g}")
+        print(f"radius {radius}: ||h_t - h'_t|| at t=1 {distance[0]:.3g}, t=20 {distance[19]:.3g}, "
+              f"t={STEPS} {distance[-1]:.3g}")
     axes[0].set(title="influence of the first input on h_t", xlabel="step t", ylabel="||h_t - h'_t||")
     axes[0].legend()
     for ax, radius in zip(axes[1:], (RADII[0], RADII[-1])):
