@@ -1,1 +1,1 @@
-"""Phase 2, days 21-40: sequence models (embeddings, RNN, LSTM, GRU, seq2seq) and generative models."""
+"""Phase 3 parity tests, days 41-70: attention, Transformers, tokenization, GPT, BERT, ViT, detection, adapters."""
