@@ -466,3 +466,13 @@ def check_class_labels(owner: str, labels, num_classes: int, batch: int, check_v
         check_labels(owner, "labels", labels, num_classes, batch)
     elif tuple(labels.shape) != (batch,):
         raise ValueError(f"{owner}: labels must have shape ({batch},), got {tuple(labels.shape)}")
+
+
+def check_positions(owner: str, offset, steps: int, max_len: int) -> int:
+    """Positions ``offset .. offset + steps - 1`` must fit a table of ``max_len`` rows (no silent
+    truncation, no wrap-around); ``offset`` an int >= 0, returned as a Python int."""
+    offset = check_int(owner, "offset", offset, 0)
+    if offset + steps > max_len:
+        raise ValueError(f"{owner}: positions {offset}..{offset + steps - 1} (offset {offset} + sequence length "
+                         f"{steps}) do not fit max_len={max_len}; build it with max_len >= {offset + steps}")
+    return offset
