@@ -476,3 +476,49 @@ def check_positions(owner: str, offset, steps: int, max_len: int) -> int:
         raise ValueError(f"{owner}: positions {offset}..{offset + steps - 1} (offset {offset} + sequence length "
                          f"{steps}) do not fit max_len={max_len}; build it with max_len >= {offset + steps}")
     return offset
+
+
+# --- day 44: rotary embeddings and ALiBi ----------------------------------------------------------
+
+
+def check_rotary_embedding_args(owner: str, head_dim, max_position_embeddings, base, interleaved) -> None:
+    """RoPE's constructor: ``head_dim`` an even int >= 2 (channels rotate in pairs),
+    ``max_position_embeddings`` an int >= 1, ``base`` > 1 (finite), ``interleaved`` a bool."""
+    if not is_int(head_dim) or head_dim < 2 or head_dim % 2:
+        raise ValueError(f"{owner}: head_dim must be an even int >= 2 (channels rotate in pairs), got {head_dim!r}")
+    check_int(owner, "max_position_embeddings", max_position_embeddings, 1)
+    _check_real(owner, "base", base)
+    if not 1 < base < math.inf:
+        raise ValueError(f"{owner}: base must be a finite number > 1 (the frequencies base ** (-2i/d) must fall), got {base!r}")
+    check_bool(owner, "interleaved", interleaved)
+
+
+def check_positions(owner: str, positions, max_position_embeddings: int) -> None:
+    """Token positions ``(B, T)``, int64, each in ``[0, max_position_embeddings)`` (an offset such as a
+    KV cache's length is already added in)."""
+    check_input(owner, "positions", positions.shape, positions.dtype, expected_dtype="int64", ndim=2)
+    check_ids(owner, "positions", positions, max_position_embeddings)
+
+
+def check_rotary_inputs(owner: str, dtype: str, q, k, cos, sin) -> None:
+    """``q`` ``(B, H, T, d)`` and ``k`` ``(B, H_k, T, d)`` (fewer key heads allowed, as with grouped
+    queries) in ``dtype``; ``cos`` and ``sin`` ``(B, T, d)`` in ``dtype``, shared by every head."""
+    check_input(owner, "q", q.shape, q.dtype, expected_dtype=dtype, ndim=4)
+    batch, _, steps, head_dim = (int(s) for s in q.shape)
+    check_input(owner, "k", k.shape, k.dtype, expected_dtype=dtype, ndim=4)
+    if (int(k.shape[0]), int(k.shape[2]), int(k.shape[3])) != (batch, steps, head_dim):
+        raise ValueError(f"{owner}: k must have shape ({batch}, H_k, {steps}, {head_dim}) like q "
+                         f"{tuple(int(s) for s in q.shape)}, got {tuple(int(s) for s in k.shape)}")
+    if head_dim % 2:
+        raise ValueError(f"{owner}: the head dimension must be even (channels rotate in pairs), got {head_dim}")
+    for name, table in (("cos", cos), ("sin", sin)):
+        check_input(owner, name, table.shape, table.dtype, expected_dtype=dtype, shape_like=(batch, steps, head_dim))
+
+
+def check_alibi_mask(owner: str, attention_mask) -> None:
+    """BLOOM's token mask ``(B, S)``: int64, 1 = a real token, 0 = padding (no other value)."""
+    check_input(owner, "attention_mask", attention_mask.shape, attention_mask.dtype, expected_dtype="int64", ndim=2)
+    values = np.asarray(attention_mask)
+    if np.any((values != 0) & (values != 1)):
+        raise ValueError(f"{owner}: attention_mask must hold 0 (padding) or 1 (token), got values "
+                         f"{np.unique(values[(values != 0) & (values != 1)])[:5].tolist()}")
