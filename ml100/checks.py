@@ -468,7 +468,7 @@ def check_class_labels(owner: str, labels, num_classes: int, batch: int, check_v
         raise ValueError(f"{owner}: labels must have shape ({batch},), got {tuple(labels.shape)}")
 
 
-def check_positions(owner: str, offset, steps: int, max_len: int) -> int:
+def check_position_window(owner: str, offset, steps: int, max_len: int) -> int:
     """Positions ``offset .. offset + steps - 1`` must fit a table of ``max_len`` rows (no silent
     truncation, no wrap-around); ``offset`` an int >= 0, returned as a Python int."""
     offset = check_int(owner, "offset", offset, 0)
@@ -476,6 +476,47 @@ def check_positions(owner: str, offset, steps: int, max_len: int) -> int:
         raise ValueError(f"{owner}: positions {offset}..{offset + steps - 1} (offset {offset} + sequence length "
                          f"{steps}) do not fit max_len={max_len}; build it with max_len >= {offset + steps}")
     return offset
+
+
+def check_multihead_inputs(owner: str, dtype: str, embed_dim: int, num_heads: int, batch_first: bool, query, key, value,
+                           key_padding_mask=None, attn_mask=None, is_causal: bool = False, dropout_mask=None,
+                           dropout_on: bool = False) -> None:
+    """Multi-head attention's inputs (any framework's tensors; only ``.shape`` and ``.dtype`` are read),
+    as ``nn.MultiheadAttention`` takes them: ``query (T, B, E)``, ``key``/``value (S, B, E)`` (batch
+    first: ``(B, T, E)``, ``(B, S, E)``); ``key_padding_mask (B, S)`` and ``attn_mask (T, S)`` or
+    ``(B*H, T, S)``, bool (True = ignore) or float (added); ``is_causal`` only as a hint next to an
+    ``attn_mask``; ``dropout_mask (B, H, T, S)`` bool (True = keep) exactly when dropout is on."""
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        check_input(owner, name, x.shape, x.dtype, expected_dtype=dtype, ndim=3, last_dim=embed_dim)
+    batch_axis = 0 if batch_first else 1
+    batch, target = int(query.shape[batch_axis]), int(query.shape[1 - batch_axis])
+    source = int(key.shape[1 - batch_axis])
+    # The key's batch must be the query's; its length S is its own (the value's must match it).
+    check_input(owner, "key", key.shape, key.dtype,
+                shape_like=(batch, source, embed_dim) if batch_first else (source, batch, embed_dim))
+    check_input(owner, "value", value.shape, value.dtype, shape_like=tuple(key.shape))
+    for name, mask, shapes in (("key_padding_mask", key_padding_mask, [(batch, source)]),
+                               ("attn_mask", attn_mask, [(target, source), (batch * num_heads, target, source)])):
+        if mask is None:
+            continue
+        if dtype_name(mask.dtype) not in ("bool", dtype):
+            raise TypeError(f"{owner}: {name} must have dtype bool or {dtype}, got {dtype_name(mask.dtype)} "
+                            "(cast it explicitly)")
+        if tuple(int(s) for s in mask.shape) not in shapes:
+            raise ValueError(f"{owner}: {name} must have shape {' or '.join(map(str, shapes))}, "
+                             f"got {tuple(int(s) for s in mask.shape)}")
+    if check_bool(owner, "is_causal", is_causal) and attn_mask is None:
+        raise ValueError(f"{owner}: is_causal is only a hint that attn_mask is the causal mask (torch's rule): "
+                         "pass the (T, S) causal attn_mask too")
+    if dropout_mask is None:
+        if dropout_on:
+            raise ValueError(f"{owner}: dropout is on (training, dropout > 0), so dropout_mask (B, H, T, S) bool, "
+                             "True = keep, must be given, got None")
+        return
+    if not dropout_on:
+        raise ValueError(f"{owner}: dropout_mask was given but dropout is off (dropout == 0 or eval mode)")
+    check_input(owner, "dropout_mask", dropout_mask.shape, dropout_mask.dtype, expected_dtype="bool",
+                shape_like=(batch, num_heads, target, source))
 
 
 # --- day 44: rotary embeddings and ALiBi ----------------------------------------------------------
@@ -522,3 +563,57 @@ def check_alibi_mask(owner: str, attention_mask) -> None:
     if np.any((values != 0) & (values != 1)):
         raise ValueError(f"{owner}: attention_mask must hold 0 (padding) or 1 (token), got values "
                          f"{np.unique(values[(values != 0) & (values != 1)])[:5].tolist()}")
+
+
+# --- scaled dot-product attention (day 41): the same rules and texts in every tree ---------------
+
+
+def _check_mask_broadcast(owner: str, name: str, shape, scores_shape: tuple) -> None:
+    """A mask broadcasts to the scores ``(..., L, S)`` without growing them (torch adds it in place):
+    at least two axes, no more axes than the scores, each axis 1 or the scores' size."""
+    shape = tuple(int(s) for s in shape)
+    fits = 2 <= len(shape) <= len(scores_shape) and all(
+        size in (1, target) for size, target in zip(reversed(shape), reversed(scores_shape)))
+    if not fits:
+        raise ValueError(f"{owner}: {name} must broadcast to the attention scores' shape {scores_shape} "
+                         f"(..., L, S), got {shape}")
+
+
+def check_sdpa_inputs(owner: str, dtype: str, query, key, value, attn_mask=None, dropout_mask=None,
+                      is_causal=False, scale=None) -> float:
+    """``F.scaled_dot_product_attention``'s inputs, torch's rules (only ``.shape`` and ``.dtype`` are
+    read): ``query (..., L, E)``, ``key (..., S, E)``, ``value (..., S, Ev)`` in ``dtype`` with batch
+    axes that broadcast together; ``attn_mask`` boolean (True = take part) or additive in ``dtype``,
+    ``dropout_mask`` in ``dtype``, both broadcastable to ``(..., L, S)``; no ``attn_mask`` with
+    ``is_causal``. Returns the scale: ``scale``, or :math:`1/\\sqrt E` (``inf`` when ``E = 0``, as torch)."""
+    shapes = {}
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        check_input(owner, name, tensor.shape, tensor.dtype, expected_dtype=dtype)
+        shapes[name] = tuple(int(s) for s in tensor.shape)
+        if len(shapes[name]) < 2:
+            raise ValueError(f"{owner}: {name} must have at least 2 dimensions (..., length, features), "
+                             f"got shape {shapes[name]}")
+    q, k, v = shapes["query"], shapes["key"], shapes["value"]
+    if k[-1] != q[-1]:
+        raise ValueError(f"{owner}: key must have the query's feature size on its last axis (..., S, {q[-1]}), got {k}")
+    if v[-2] != k[-2]:
+        raise ValueError(f"{owner}: value must have the key's length (..., {k[-2]}, Ev), got {v}")
+    try:
+        batch = np.broadcast_shapes(q[:-2], k[:-2], v[:-2])
+    except ValueError:
+        raise ValueError(f"{owner}: the batch axes of query {q}, key {k} and value {v} must broadcast together") from None
+    scores_shape = (*batch, q[-2], k[-2])
+    if check_bool(owner, "is_causal", is_causal) and attn_mask is not None:
+        raise ValueError(f"{owner}: attn_mask must be None when is_causal=True (the causal mask replaces it)")
+    if attn_mask is not None:
+        if dtype_name(attn_mask.dtype) not in ("bool", dtype):
+            raise TypeError(f"{owner}: attn_mask must be boolean (True = take part) or additive with dtype {dtype}, "
+                            f"got {dtype_name(attn_mask.dtype)}")
+        _check_mask_broadcast(owner, "attn_mask", attn_mask.shape, scores_shape)
+    if dropout_mask is not None:
+        check_input(owner, "dropout_mask", dropout_mask.shape, dropout_mask.dtype, expected_dtype=dtype)
+        _check_mask_broadcast(owner, "dropout_mask", dropout_mask.shape, scores_shape)
+    if scale is not None:
+        return check_real(owner, "scale", scale)
+    # torch's default for an empty feature axis: 1/sqrt(0) = inf (the scores are empty sums, 0).
+    return math.inf if q[-1] == 0 else 1.0 / math.sqrt(q[-1])
