@@ -617,3 +617,57 @@ def check_sdpa_inputs(owner: str, dtype: str, query, key, value, attn_mask=None,
         return check_real(owner, "scale", scale)
     # torch's default for an empty feature axis: 1/sqrt(0) = inf (the scores are empty sums, 0).
     return math.inf if q[-1] == 0 else 1.0 / math.sqrt(q[-1])
+
+
+# --- scaled dot-product attention (day 41): the same rules and texts in every tree ---------------
+
+
+def _check_mask_broadcast(owner: str, name: str, shape, scores_shape: tuple) -> None:
+    """A mask broadcasts to the scores ``(..., L, S)`` without growing them (torch adds it in place):
+    at least two axes, no more axes than the scores, each axis 1 or the scores' size."""
+    shape = tuple(int(s) for s in shape)
+    fits = 2 <= len(shape) <= len(scores_shape) and all(
+        size in (1, target) for size, target in zip(reversed(shape), reversed(scores_shape)))
+    if not fits:
+        raise ValueError(f"{owner}: {name} must broadcast to the attention scores' shape {scores_shape} "
+                         f"(..., L, S), got {shape}")
+
+
+def check_sdpa_inputs(owner: str, dtype: str, query, key, value, attn_mask=None, dropout_mask=None,
+                      is_causal=False, scale=None) -> float:
+    """``F.scaled_dot_product_attention``'s inputs, torch's rules (only ``.shape`` and ``.dtype`` are
+    read): ``query (..., L, E)``, ``key (..., S, E)``, ``value (..., S, Ev)`` in ``dtype`` with batch
+    axes that broadcast together; ``attn_mask`` boolean (True = take part) or additive in ``dtype``,
+    ``dropout_mask`` in ``dtype``, both broadcastable to ``(..., L, S)``; no ``attn_mask`` with
+    ``is_causal``. Returns the scale: ``scale``, or :math:`1/\\sqrt E` (``inf`` when ``E = 0``, as torch)."""
+    shapes = {}
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        check_input(owner, name, tensor.shape, tensor.dtype, expected_dtype=dtype)
+        shapes[name] = tuple(int(s) for s in tensor.shape)
+        if len(shapes[name]) < 2:
+            raise ValueError(f"{owner}: {name} must have at least 2 dimensions (..., length, features), "
+                             f"got shape {shapes[name]}")
+    q, k, v = shapes["query"], shapes["key"], shapes["value"]
+    if k[-1] != q[-1]:
+        raise ValueError(f"{owner}: key must have the query's feature size on its last axis (..., S, {q[-1]}), got {k}")
+    if v[-2] != k[-2]:
+        raise ValueError(f"{owner}: value must have the key's length (..., {k[-2]}, Ev), got {v}")
+    try:
+        batch = np.broadcast_shapes(q[:-2], k[:-2], v[:-2])
+    except ValueError:
+        raise ValueError(f"{owner}: the batch axes of query {q}, key {k} and value {v} must broadcast together") from None
+    scores_shape = (*batch, q[-2], k[-2])
+    if check_bool(owner, "is_causal", is_causal) and attn_mask is not None:
+        raise ValueError(f"{owner}: attn_mask must be None when is_causal=True (the causal mask replaces it)")
+    if attn_mask is not None:
+        if dtype_name(attn_mask.dtype) not in ("bool", dtype):
+            raise TypeError(f"{owner}: attn_mask must be boolean (True = take part) or additive with dtype {dtype}, "
+                            f"got {dtype_name(attn_mask.dtype)}")
+        _check_mask_broadcast(owner, "attn_mask", attn_mask.shape, scores_shape)
+    if dropout_mask is not None:
+        check_input(owner, "dropout_mask", dropout_mask.shape, dropout_mask.dtype, expected_dtype=dtype)
+        _check_mask_broadcast(owner, "dropout_mask", dropout_mask.shape, scores_shape)
+    if scale is not None:
+        return check_real(owner, "scale", scale)
+    # torch's default for an empty feature axis: 1/sqrt(0) = inf (the scores are empty sums, 0).
+    return math.inf if q[-1] == 0 else 1.0 / math.sqrt(q[-1])
