@@ -40,7 +40,6 @@ import numpy as np
 
 from ml100.checks import check_sdpa_inputs
 
-from ..foundations.softmax_regression import softmax
 from ..module import Module
 
 
@@ -56,10 +55,20 @@ def additive_mask(attn_mask, is_causal: bool, query_len: int, key_len: int, dtyp
 
 def safe_softmax(scores: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, zero for a row whose scores are all ``-inf`` (torch's ``_safe_softmax``)."""
+    if scores.shape[-1] == 0:
+        # No keys: nothing to weigh (the output is an empty sum, 0), and a maximum over nothing is undefined.
+        return scores
     fully_masked = np.all(scores == -np.inf, axis=-1, keepdims=True)  # (..., L, 1)
-    # Such a row is replaced by zeros before the softmax, so no NaN (-inf minus -inf) is ever made.
-    weights = softmax(np.where(fully_masked, 0.0, scores))  # (..., L, S)
-    return np.where(fully_masked, 0.0, weights)  # (..., L, S)
+    # The row maximum steadies the exponent; a fully masked row is shifted by 0, so its exps are 0, not NaN.
+    shift = np.where(fully_masked, 0.0, scores.max(axis=-1, keepdims=True))  # (..., L, 1)
+    exps = np.exp(scores - shift)  # (..., L, S)
+    # A fully masked row divides its zeros by 1: zero weights, never 0/0.
+    return exps / (exps.sum(axis=-1, keepdims=True) + fully_masked)  # (..., L, S)
+
+def drop(weights: np.ndarray, dropout_mask: np.ndarray) -> np.ndarray:
+    """Inverted dropout with the mask passed in: a kept weight times its ``1/(1-p)``, a dropped one
+    set to 0 (even a NaN: torch fills, it does not multiply). The same map takes a gradient back."""
+    return np.where(dropout_mask == 0, 0.0, weights * dropout_mask)  # (..., L, S)
 
 
 def _sum_to_shape(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -92,7 +101,7 @@ class ScaledDotProductAttention(Module):
         if mask is not None:
             scores = scores + mask  # (..., L, S)
         weights = safe_softmax(scores)  # (..., L, S)
-        dropped = weights if dropout_mask is None else weights * dropout_mask  # (..., L, S)
+        dropped = weights if dropout_mask is None else drop(weights, dropout_mask)  # (..., L, S)
         output = dropped @ value  # (..., L, Ev)
         float_mask_shape = None if attn_mask is None or attn_mask.dtype == bool else attn_mask.shape
         self.save_for_backward(scaled_query, scaled_key, value, weights, dropped, dropout_mask, float_mask_shape,
@@ -108,7 +117,7 @@ class ScaledDotProductAttention(Module):
             grad_value = dropped.swapaxes(-1, -2) @ grad_output  # (..., S, Ev)
         else:
             grad_value = np.zeros(dropped.shape[:-2] + value.shape[-2:], dtype=value.dtype)  # (..., S, Ev)
-        grad_weights_in = grad_dropped if dropout_mask is None else grad_dropped * dropout_mask  # (..., L, S)
+        grad_weights_in = grad_dropped if dropout_mask is None else drop(grad_dropped, dropout_mask)  # (..., L, S)
         # Softmax's Jacobian-vector product, row by row: a * (g - <g, a>); a fully masked row has a = 0.
         grad_scores = weights * (grad_weights_in - (grad_weights_in * weights).sum(axis=-1, keepdims=True))  # (..., L, S)
         grad_query = (grad_scores @ scaled_key) * query_factor  # (..., L, E)

@@ -23,8 +23,9 @@ gradients, as torch 2.14's ``_safe_softmax`` does on CPU (a plain softmax would 
 
 Autograd derives what the NumPy tree writes by hand: the softmax Jacobian-vector product
 :math:`a \odot (\bar a - \langle \bar a, a\rangle)`, the dropout mask's factor, and the sums over
-broadcast batch and mask axes. A fully masked row is zeroed both before the softmax and after it,
-so no NaN made inside ever reaches a gradient (``0 * NaN`` is NaN).
+broadcast batch and mask axes. The safe softmax is written so that autograd's derivative of it is
+the same row-wise product with :math:`a = 0` on a fully masked row (zero, or NaN for an inf cotangent,
+as torch's ``_safe_softmax`` backward): the row is shifted by 0 and divided by 1, never selected.
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ import torch
 
 from ml100.checks import check_sdpa_inputs
 
-from ..foundations.softmax_regression import softmax
 from ..module import Module
 
 
@@ -50,10 +50,21 @@ def additive_mask(attn_mask, is_causal: bool, query_len: int, key_len: int, dtyp
 
 def safe_softmax(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis, zero for a row whose scores are all ``-inf`` (torch's ``_safe_softmax``)."""
+    if scores.shape[-1] == 0:
+        # No keys: nothing to weigh (the output is an empty sum, 0), and a maximum over nothing is undefined.
+        return scores
     fully_masked = torch.all(scores == -math.inf, dim=-1, keepdim=True)  # (..., L, 1)
-    # Such a row is replaced by zeros before the softmax, so no NaN (-inf minus -inf) is ever made.
-    weights = softmax(torch.where(fully_masked, 0.0, scores))  # (..., L, S)
-    return torch.where(fully_masked, 0.0, weights)  # (..., L, S)
+    # The row maximum steadies the exponent (a constant: no gradient); a fully masked row is shifted
+    # by 0, so its exps are 0, not NaN, and autograd keeps its path (an inf cotangent gives NaN, as torch).
+    shift = torch.where(fully_masked, 0.0, scores.amax(dim=-1, keepdim=True)).detach()  # (..., L, 1)
+    exps = torch.exp(scores - shift)  # (..., L, S)
+    # A fully masked row divides its zeros by 1: zero weights, never 0/0.
+    return exps / (exps.sum(dim=-1, keepdim=True) + fully_masked)  # (..., L, S)
+
+def drop(weights: torch.Tensor, dropout_mask: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout with the mask passed in: a kept weight times its ``1/(1-p)``, a dropped one
+    set to 0 (even a NaN: torch fills, it does not multiply)."""
+    return torch.where(dropout_mask == 0, 0.0, weights * dropout_mask)  # (..., L, S)
 
 
 class ScaledDotProductAttention(Module):
@@ -76,6 +87,6 @@ class ScaledDotProductAttention(Module):
         if mask is not None:
             scores = scores + mask  # (..., L, S)
         weights = safe_softmax(scores)  # (..., L, S)
-        dropped = weights if dropout_mask is None else weights * dropout_mask  # (..., L, S)
+        dropped = weights if dropout_mask is None else drop(weights, dropout_mask)  # (..., L, S)
         output = dropped @ value  # (..., L, Ev)
         return output, dropped
