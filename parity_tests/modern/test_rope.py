@@ -19,6 +19,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformers import LlamaConfig
 from transformers.models.bloom.modeling_bloom import _get_alibi_slopes, build_alibi_tensor
 from transformers.models.gptj.modeling_gptj import apply_rotary_pos_emb as gptj_apply_rotary_pos_emb
@@ -27,8 +29,8 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb as lla
 
 from ml100.backends import get_module
 from ml100.positions import alibi_slopes, rotary_cos_sin
-from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_tensors,
-                                  gradcheck_numpy, to_tree, torch_functional_reference)
+from parity_tests.harness import (TREES, Case, Result, assert_no_failures, assert_raises_exactly, check_parity, compare_tensors,
+                                  gradcheck_numpy, run_tree, to_tree, torch_functional_reference)
 
 MODULE = "modern.rope"
 BATCH, HEADS, KV_HEADS, STEPS, HEAD_DIM = 2, 3, 1, 4, 6
@@ -112,12 +114,10 @@ def llama_rotary(positions):
 
 def rotary_embedding_case(interleaved: bool, dtype: str) -> Case:
     def math_reference(state, inputs, cotangents, dtype):
-        from parity_tests.harness import Result
         cos, sin = math_cos_sin(inputs["positions"], interleaved)
         return Result([cos.astype(dtype), sin.astype(dtype)], {}, {})
 
     def hf_reference(state, inputs, cotangents, dtype):
-        from parity_tests.harness import Result
         return Result(list(llama_rotary(inputs["positions"])), {}, {})
 
     references = {MATH: math_reference}
@@ -220,6 +220,35 @@ def test_positions_with_an_offset_read_the_longer_table(tree):
     shifted = rope(to_tree(tree, (OFFSET + np.arange(4, dtype=np.int64))[None]))
     for a, b in zip(full, shifted):
         np.testing.assert_array_equal(numpy_of(a)[:, OFFSET:OFFSET + 4], numpy_of(b))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(0, 2), heads=st.integers(1, 3), kv_heads=st.integers(1, 2), steps=st.integers(1, 4),
+       half=st.integers(1, 4), start=st.integers(0, 20), interleaved=st.booleans())
+def test_fuzz_shapes(batch, heads, kv_heads, steps, half, start, interleaved):
+    """Random small shapes and position offsets, empty batches included: the three trees' outputs and
+    input gradients agree with the layout's Hugging Face function (float64)."""
+    head_dim = 2 * half
+    rng = np.random.default_rng([batch, heads, kv_heads, steps, half, start])
+    positions = start + np.arange(steps, dtype=np.int64) + np.zeros((batch, 1), dtype=np.int64)  # (B, T)
+    q = rng.standard_normal((batch, heads, steps, head_dim))
+    k = rng.standard_normal((batch, kv_heads, steps, head_dim))
+    grads_out = [rng.standard_normal(q.shape), rng.standard_normal(k.shape)]
+    leaves = [torch.tensor(q, requires_grad=True), torch.tensor(k, requires_grad=True)]
+    cos, sin = (torch.from_numpy(t) for t in rotary_cos_sin(positions, head_dim, BASE, interleaved))
+    expected = (gptj_reference if interleaved else llama_reference)(*leaves, cos, sin)
+    sum((out * torch.from_numpy(g)).sum() for out, g in zip(expected, grads_out)).backward()
+    failures = []
+    for tree in TREES:
+        module = get_module(tree, MODULE)
+        tables = module.RotaryEmbedding(head_dim, 32, BASE, interleaved, dtype="float64")(to_tree(tree, positions))
+        inputs = {"q": q, "k": k, "cos": numpy_of(tables[0]), "sin": numpy_of(tables[1])}
+        result = run_tree(tree, module.ApplyRotary(interleaved, dtype="float64"), inputs, ("q", "k"), grads_out)
+        for name, out, ref in zip(("q_embed", "k_embed"), result.outputs, expected):
+            compare_tensors(name, f"{tree}/hf", out, ref.detach().numpy(), "float64", failures)
+        for name, leaf in zip(("q", "k"), leaves):
+            compare_tensors(f"grad {name}", f"{tree}/hf", result.input_grads[name], leaf.grad.numpy(), "float64", failures)
+    assert_no_failures(failures, f"fuzz B={batch} H={heads} H_k={kv_heads} T={steps} d={head_dim} from {start}")
 
 
 # ---- ALiBi ------------------------------------------------------------------------------------
