@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ml100.backends import get_module
-from parity_tests.harness import (TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, run_torch)
+from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
+                                  gradcheck_numpy, run_numpy, run_torch)
 
 MODULE = "modern.attention"
 B, H, L, S, E, EV = 2, 2, 3, 5, 4, 3
@@ -127,8 +130,27 @@ def test_gradcheck(name):
     gradcheck_numpy(CASES[name])
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(0, 2), query_len=st.integers(0, 4), key_len=st.integers(0, 4), width=st.integers(1, 3),
+       mask=st.sampled_from(["none", "bool", "causal"]), seed=st.integers(0, 2**16))
+def test_fuzz_numpy_matches_torch_math(batch, query_len, key_len, width, mask, seed):
+    """Random small shapes (empty batch, no queries, no keys included) and random boolean masks
+    (fully masked rows included): the NumPy tree's outputs and gradients equal the math backend's."""
+    rng = np.random.default_rng(seed)
+    shapes = ((batch, query_len, width), (batch, key_len, width), (batch, key_len, 2))
+    attn_mask = rng.random((query_len, key_len)) < 0.6 if mask == "bool" else None
+    case = attention_case(shapes, attn_mask=attn_mask, is_causal=mask == "causal")
+    inputs = case.inputs("float64", rng)
+    cotangents = [rng.standard_normal((batch, query_len, 2)), rng.standard_normal((batch, query_len, key_len))]
+    ours = run_numpy(case.build(get_module("numpy", MODULE), "float64", rng), inputs, case.differentiable, cotangents)
+    theirs = case.references["torch.math"]({}, inputs, cotangents, "float64")
+    assert_no_failures(compare_results({"numpy": ours, "torch.math": theirs}, "float64"), "attention fuzz")
+
+
 def tree_inputs(tree, *arrays):
-    convert = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": lambda a: get_module("tf", "module").tf.constant(a)}
+    """NumPy arrays as ``tree``'s tensors."""
+    import tensorflow as tf
+    convert = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}
     return [convert[tree](a) for a in arrays]
 
 
