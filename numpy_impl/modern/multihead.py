@@ -2,8 +2,9 @@ r"""Day 42: multi-head attention with a packed QKV projection, as ``torch.nn.Mul
 
 One matrix ``in_proj_weight`` :math:`W = [W_q; W_k; W_v]` ``(3E, E)`` (and ``in_proj_bias``
 :math:`b = [b_q; b_k; b_v]`) projects the query, key and value; each projection is split into
-:math:`H` heads of width :math:`d = E/H`; every head attends on its own; the heads are joined
-again and ``out_proj`` mixes them:
+:math:`H` heads of width :math:`d = E/H`; every head attends on its own (day 41's
+``ScaledDotProductAttention``, the heads a batch axis); the heads are joined again and
+``out_proj`` mixes them:
 
 .. math::  Q = x_q W_q^\top + b_q,\quad K = x_k W_k^\top + b_k,\quad V = x_v W_v^\top + b_v
            \quad\text{(each (B, T, E) viewed as (B, H, T, d))}
@@ -13,8 +14,9 @@ again and ``out_proj`` mixes them:
 
 :math:`M` is the additive mask: a boolean ``attn_mask`` (``(T, S)`` or ``(B·H, T, S)``) or
 ``key_padding_mask`` ``(B, S)`` puts :math:`-\infty` where it is ``True`` (True = *ignore*,
-torch's meaning for this module); a float mask is added as it is. A row with every key masked is
-NaN, as in torch. :math:`D` is the dropout mask ``(B, H, T, S)`` (True = keep), passed in, used
+torch's meaning for this module); a float mask is added as it is. A row with every key masked gets
+zero weights (day 41's safe softmax), as ``nn.MultiheadAttention(need_weights=False)``; torch's
+``need_weights=True`` path gives NaN there. :math:`D` is the dropout mask ``(B, H, T, S)`` (True = keep), passed in, used
 only in training with ``dropout > 0``. The returned weights are the dropped :math:`A \odot D/(1-p)`
 averaged over the heads (``average_attn_weights``) or per head ``(B, H, T, S)``, as torch returns
 them; ``None`` when ``need_weights=False``.
@@ -29,7 +31,7 @@ returned weights' cotangent, divided by :math:`H` when averaged):
 .. math::  \bar Q_h = \bar S K_h / \sqrt d, \qquad \bar K_h = \bar S^\top Q_h / \sqrt d, \qquad
            \bar W_q = \bar Q^\top x_q,\; \bar b_q = \textstyle\sum \bar Q,\; \bar x_q = \bar Q W_q
 
-(and likewise for :math:`k`, :math:`v`; the three blocks of :math:`\bar W` are stacked as
+(the attention's part is day 41's backward; likewise for :math:`k`, :math:`v`; the three blocks of :math:`\bar W` are stacked as
 :math:`W` is). Self-attention passes one array as query, key and value: ``backward`` returns
 three gradients and the caller adds them.
 
@@ -38,16 +40,14 @@ Initialization, torch's ``_reset_parameters``: Xavier-uniform ``in_proj_weight``
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ml100.checks import check_bool, check_divisible, check_fraction, check_int, check_multihead_inputs, check_rng
 
 from ..foundations import init
 from ..foundations.linear import Linear
-from ..foundations.softmax_regression import softmax
 from ..module import Module
+from .attention import ScaledDotProductAttention
 
 
 def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
@@ -111,6 +111,7 @@ class MultiheadAttention(Module):
         if bias:
             # torch's _reset_parameters zeroes the output bias that Linear drew.
             self.out_proj.params["bias"][...] = 0.0
+        self.attention = ScaledDotProductAttention(dtype)
         self.zero_grad()
 
     def forward(self, query: np.ndarray, key: np.ndarray, value: np.ndarray, key_padding_mask: np.ndarray | None = None,
@@ -128,19 +129,13 @@ class MultiheadAttention(Module):
         biases_qkv = np.split(self.params["in_proj_bias"], 3) if "in_proj_bias" in self.params else (0.0, 0.0, 0.0)
         q, k, v = (split_heads(x @ w.T + b, self.num_heads)
                    for x, w, b in zip((query, key, value), weights_qkv, biases_qkv))  # 3 x (B, H, ., d)
-        # The query is scaled before the product, as torch does (the same rounding and overflow).
-        q_scaled = q * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, d)
-        scores = q_scaled @ k.swapaxes(-1, -2)  # (B, H, T, S)
         mask = merged_mask(key_padding_mask, attn_mask, self.num_heads, self.dtype)
-        if mask is not None:
-            scores = scores + mask  # (B, H, T, S)
-        weights = softmax(scores)  # (B, H, T, S)
         # Kept weights scaled by 1/(1-p) (p = 1 keeps nothing), as torch's dropout.
         keep = dropout_mask.astype(self.dtype) * dropout_scale(self.dropout) if dropout_on else None  # (B, H, T, S)
-        dropped = weights if keep is None else weights * keep  # (B, H, T, S)
-        context = merge_heads(dropped @ v)  # (B, T, E)
-        output = self.out_proj(context)  # (B, T, E)
-        self.save_for_backward(query, key, value, q_scaled, k, v, weights, dropped, keep, average_attn_weights)
+        # Day 41's attention, every head at once: the heads are a batch axis.
+        context, dropped = self.attention(q, k, v, attn_mask=mask, dropout_mask=keep)  # (B, H, T, d), (B, H, T, S)
+        output = self.out_proj(merge_heads(context))  # (B, T, E)
+        self.save_for_backward(query, key, value, average_attn_weights)
         if not self.batch_first:
             output = output.swapaxes(0, 1)  # (T, B, E)
         if not need_weights:
@@ -148,20 +143,15 @@ class MultiheadAttention(Module):
         return output, dropped.mean(axis=1) if average_attn_weights else dropped
 
     def backward(self, grad_output: np.ndarray, grad_weights: np.ndarray | None = None):
-        query, key, value, q_scaled, k, v, weights, dropped, keep, averaged = self.saved_for_backward()
+        query, key, value, averaged = self.saved_for_backward()
         if not self.batch_first:
             grad_output = grad_output.swapaxes(0, 1)  # (B, T, E)
         grad_context = split_heads(self.out_proj.backward(grad_output), self.num_heads)  # (B, H, T, d)
-        grad_dropped = grad_context @ v.swapaxes(-1, -2)  # (B, H, T, S)
-        if grad_weights is not None:
+        if grad_weights is not None and averaged:
             # The mean over heads spreads its cotangent evenly: 1/H to each head.
-            grad_dropped = grad_dropped + (grad_weights[:, None] / self.num_heads if averaged else grad_weights)
-        grad_v = dropped.swapaxes(-1, -2) @ grad_context  # (B, H, S, d)
-        grad_probs = grad_dropped * keep if keep is not None else grad_dropped  # (B, H, T, S)
-        # Softmax's Jacobian-vector product, row by row: a * (g - <g, a>).
-        grad_scores = weights * (grad_probs - (grad_probs * weights).sum(axis=-1, keepdims=True))  # (B, H, T, S)
-        grad_q = (grad_scores @ k) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, d)
-        grad_k = grad_scores.swapaxes(-1, -2) @ q_scaled  # (B, H, S, d)
+            grad_weights = grad_weights[:, None] / self.num_heads  # (B, 1, T, S), broadcast over the heads
+        # The additive mask is a constant here: its gradient is dropped.
+        grad_q, grad_k, grad_v, _ = self.attention.backward(grad_context, grad_weights)  # (B, H, ., d) each
         grads_qkv = [merge_heads(g) for g in (grad_q, grad_k, grad_v)]  # 3 x (B, ., E)
         weights_qkv = np.split(self.params["in_proj_weight"], 3)  # 3 x (E, E)
         # Each block of the packed weight sees only its own input; stacked as the weight is.

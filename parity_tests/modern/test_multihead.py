@@ -296,25 +296,38 @@ def test_keras_conversion_round_trips():
             np.testing.assert_array_equal(back[name], state[name])
 
 
+def torch_fully_masked(model_state: dict, query, key, attn_mask, need_weights: bool):
+    """``nn.MultiheadAttention`` on the fully masked case, loaded with ``model_state``."""
+    reference = torch.nn.MultiheadAttention(E, H, dtype=torch.float64)
+    reference.load_state_dict({n: torch.from_numpy(v) for n, v in model_state.items()})
+    output, weights = reference(*(torch.from_numpy(a) for a in (query, key, key)), need_weights=need_weights,
+                                attn_mask=torch.from_numpy(attn_mask))
+    return output.detach().numpy(), None if weights is None else weights.detach().numpy()
+
+
 @pytest.mark.parametrize("tree", TREES)
-def test_fully_masked_row_is_nan_as_torch(tree):
-    """A query whose keys are all masked adds -inf everywhere: its softmax is 0/0 = NaN in every tree
-    and in ``nn.MultiheadAttention`` (need_weights=True, its math path), NaN in the whole output row."""
+def test_fully_masked_row_is_zero_as_torch_without_weights(tree):
+    """A query whose keys are all masked: day 41's safe softmax gives it zero weights, so its output
+    row is ``out_proj.bias``, as ``nn.MultiheadAttention(need_weights=False)`` (which routes to SDPA).
+    With ``need_weights=True`` torch takes its math path and returns NaN there instead: torch's two
+    paths disagree, and the trees follow SDPA's."""
     rng = np.random.default_rng(7)
     query, key = rng.standard_normal((T, 1, E)), rng.standard_normal((S, 1, E))
     attn_mask = np.zeros((T, S), dtype=bool)
     attn_mask[0] = True
     model = build(tree, E, H)
-    reference = torch.nn.MultiheadAttention(E, H, dtype=torch.float64)
-    reference.load_state_dict({n: torch.from_numpy(v) for n, v in model.canonical_state_dict().items()})
-    expected, expected_weights = reference(*(torch.from_numpy(a) for a in (query, key, key, None) if a is not None),
-                                           attn_mask=torch.from_numpy(attn_mask))
-    output, weights = model(*(tree_tensor(tree, a) for a in (query, key, key)), attn_mask=tree_tensor(tree, attn_mask))
-    output, weights = np.asarray(output.detach() if tree == "torch" else output), np.asarray(
-        weights.detach() if tree == "torch" else weights)
-    assert np.isnan(output[0]).all() and np.isnan(weights[:, 0]).all()
-    np.testing.assert_allclose(output, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(weights, expected_weights.detach().numpy(), rtol=1e-12, atol=1e-12)
+    state = {name: rng.uniform(-1, 1, value.shape) for name, value in model.canonical_state_dict().items()}
+    model.load_canonical_state_dict(state)
+    output, weights = (np.asarray(t.detach() if tree == "torch" else t)
+                       for t in model(*(tree_tensor(tree, a) for a in (query, key, key)),
+                                      attn_mask=tree_tensor(tree, attn_mask)))
+    assert (weights[:, 0] == 0).all()
+    np.testing.assert_allclose(output[0, 0], state["out_proj.bias"], rtol=1e-12)
+    expected, _ = torch_fully_masked(state, query, key, attn_mask, need_weights=False)
+    np.testing.assert_allclose(output, expected, rtol=1e-12, atol=1e-12)
+    nan_output, nan_weights = torch_fully_masked(state, query, key, attn_mask, need_weights=True)
+    assert np.isnan(nan_output[0]).all() and np.isnan(nan_weights[:, 0]).all()
+    np.testing.assert_allclose(nan_output[1:], output[1:], rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])

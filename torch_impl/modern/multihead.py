@@ -2,8 +2,9 @@ r"""Day 42: multi-head attention with a packed QKV projection, as ``torch.nn.Mul
 
 One matrix ``in_proj_weight`` :math:`W = [W_q; W_k; W_v]` ``(3E, E)`` (and ``in_proj_bias``
 :math:`b = [b_q; b_k; b_v]`) projects the query, key and value; each projection is split into
-:math:`H` heads of width :math:`d = E/H`; every head attends on its own; the heads are joined
-again and ``out_proj`` mixes them:
+:math:`H` heads of width :math:`d = E/H`; every head attends on its own (day 41's
+``ScaledDotProductAttention``, the heads a batch axis); the heads are joined again and
+``out_proj`` mixes them:
 
 .. math::  Q = x_q W_q^\top + b_q,\quad K = x_k W_k^\top + b_k,\quad V = x_v W_v^\top + b_v
            \quad\text{(each (B, T, E) viewed as (B, H, T, d))}
@@ -13,8 +14,9 @@ again and ``out_proj`` mixes them:
 
 :math:`M` is the additive mask: a boolean ``attn_mask`` (``(T, S)`` or ``(B·H, T, S)``) or
 ``key_padding_mask`` ``(B, S)`` puts :math:`-\infty` where it is ``True`` (True = *ignore*,
-torch's meaning for this module); a float mask is added as it is. A row with every key masked is
-NaN, as in torch. :math:`D` is the dropout mask ``(B, H, T, S)`` (True = keep), passed in, used
+torch's meaning for this module); a float mask is added as it is. A row with every key masked gets
+zero weights (day 41's safe softmax), as ``nn.MultiheadAttention(need_weights=False)``; torch's
+``need_weights=True`` path gives NaN there. :math:`D` is the dropout mask ``(B, H, T, S)`` (True = keep), passed in, used
 only in training with ``dropout > 0``. The returned weights are the dropped :math:`A \odot D/(1-p)`
 averaged over the heads (``average_attn_weights``) or per head ``(B, H, T, S)``, as torch returns
 them; ``None`` when ``need_weights=False``.
@@ -29,7 +31,7 @@ returned weights' cotangent, divided by :math:`H` when averaged):
 .. math::  \bar Q_h = \bar S K_h / \sqrt d, \qquad \bar K_h = \bar S^\top Q_h / \sqrt d, \qquad
            \bar W_q = \bar Q^\top x_q,\; \bar b_q = \textstyle\sum \bar Q,\; \bar x_q = \bar Q W_q
 
-(and likewise for :math:`k`, :math:`v`; the three blocks of :math:`\bar W` are stacked as
+(the attention's part is day 41's backward; likewise for :math:`k`, :math:`v`; the three blocks of :math:`\bar W` are stacked as
 :math:`W` is). Self-attention passes one array as query, key and value: ``backward`` returns
 three gradients and the caller adds them.
 
@@ -37,8 +39,6 @@ Initialization, torch's ``_reset_parameters``: Xavier-uniform ``in_proj_weight``
 ``(3E, E)`` matrix, zero ``in_proj_bias`` and ``out_proj.bias``, ``out_proj.weight`` as ``Linear``.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ from ml100.checks import check_bool, check_divisible, check_fraction, check_int,
 from ..foundations import init
 from ..foundations.linear import Linear
 from ..module import Module, torch_dtype
+from .attention import ScaledDotProductAttention
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -112,6 +113,7 @@ class MultiheadAttention(Module):
             # torch's _reset_parameters zeroes the output bias that Linear drew.
             with torch.no_grad():
                 self.out_proj.bias.zero_()
+        self.attention = ScaledDotProductAttention(dtype)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
@@ -129,18 +131,12 @@ class MultiheadAttention(Module):
         biases_qkv = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (0.0, 0.0, 0.0)
         q, k, v = (split_heads(x @ w.T + b, self.num_heads)
                    for x, w, b in zip((query, key, value), weights_qkv, biases_qkv))  # 3 x (B, H, ., d)
-        # The query is scaled before the product, as torch does (the same rounding and overflow).
-        q_scaled = q * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, d)
-        scores = q_scaled @ k.transpose(-1, -2)  # (B, H, T, S)
         mask = merged_mask(key_padding_mask, attn_mask, self.num_heads, self.dtype)
-        if mask is not None:
-            scores = scores + mask  # (B, H, T, S)
-        weights = torch.softmax(scores, dim=-1)  # (B, H, T, S)
         # Kept weights scaled by 1/(1-p) (p = 1 keeps nothing), as torch's dropout.
-        keep = dropout_mask.to(weights.dtype) * dropout_scale(self.dropout) if dropout_on else None  # (B, H, T, S)
-        dropped = weights if keep is None else weights * keep  # (B, H, T, S)
-        context = merge_heads(dropped @ v)  # (B, T, E)
-        output = self.out_proj(context)  # (B, T, E)
+        keep = dropout_mask.to(q.dtype) * dropout_scale(self.dropout) if dropout_on else None  # (B, H, T, S)
+        # Day 41's attention, every head at once: the heads are a batch axis.
+        context, dropped = self.attention(q, k, v, attn_mask=mask, dropout_mask=keep)  # (B, H, T, d), (B, H, T, S)
+        output = self.out_proj(merge_heads(context))  # (B, T, E)
         if not self.batch_first:
             output = output.transpose(0, 1)  # (T, B, E)
         if not need_weights:
