@@ -65,6 +65,7 @@ def safe_softmax(scores: np.ndarray) -> np.ndarray:
     # A fully masked row divides its zeros by 1: zero weights, never 0/0.
     return exps / (exps.sum(axis=-1, keepdims=True) + fully_masked)  # (..., L, S)
 
+
 def drop(weights: np.ndarray, dropout_mask: np.ndarray) -> np.ndarray:
     """Inverted dropout with the mask passed in: a kept weight times its ``1/(1-p)``, a dropped one
     set to 0 (even a NaN: torch fills, it does not multiply). The same map takes a gradient back."""

@@ -62,6 +62,7 @@ def safe_softmax(scores: tf.Tensor) -> tf.Tensor:
     # A fully masked row divides its zeros by 1: zero weights, never 0/0.
     return exps / (tf.reduce_sum(exps, axis=-1, keepdims=True) + tf.cast(fully_masked, scores.dtype))  # (..., L, S)
 
+
 def drop(weights: tf.Tensor, dropout_mask: tf.Tensor) -> tf.Tensor:
     """Inverted dropout with the mask passed in: a kept weight times its ``1/(1-p)``, a dropped one
     set to 0 (even a NaN: torch fills, it does not multiply)."""

@@ -61,6 +61,7 @@ def safe_softmax(scores: torch.Tensor) -> torch.Tensor:
     # A fully masked row divides its zeros by 1: zero weights, never 0/0.
     return exps / (exps.sum(dim=-1, keepdim=True) + fully_masked)  # (..., L, S)
 
+
 def drop(weights: torch.Tensor, dropout_mask: torch.Tensor) -> torch.Tensor:
     """Inverted dropout with the mask passed in: a kept weight times its ``1/(1-p)``, a dropped one
     set to 0 (even a NaN: torch fills, it does not multiply)."""
