@@ -13,17 +13,18 @@ One matrix ``in_proj_weight`` :math:`W = [W_q; W_k; W_v]` ``(3E, E)`` (and ``in_
            \qquad C_h = (A_h \odot D / (1 - p))\, V_h, \qquad y = [C_1 \dots C_H] W_o^\top + b_o
 
 :math:`M` is the additive mask: a boolean ``attn_mask`` (``(T, S)`` or ``(B·H, T, S)``) or
-``key_padding_mask`` ``(B, S)`` puts :math:`-\infty` where it is ``True`` (True = *ignore*,
-torch's meaning for this module); a float mask is added as it is. A row with every key masked gets
-zero weights (day 41's safe softmax), as ``nn.MultiheadAttention(need_weights=False)``; torch's
-``need_weights=True`` path gives NaN there. :math:`D` is the dropout mask ``(B, H, T, S)`` (True = keep), passed in, used
-only in training with ``dropout > 0``. The returned weights are the dropped :math:`A \odot D/(1-p)`
-averaged over the heads (``average_attn_weights``) or per head ``(B, H, T, S)``, as torch returns
-them; ``None`` when ``need_weights=False``.
+``key_padding_mask`` ``(B, S)`` puts :math:`-\infty` where it is ``True`` (True = *ignore*, torch's
+meaning for this module); a float mask is added as it is. A row with every key masked gets zero
+weights (day 41's safe softmax), as ``nn.MultiheadAttention(need_weights=False)``; torch's
+``need_weights=True`` path gives NaN there. :math:`D` is the dropout mask ``(B, H, T, S)`` (True =
+keep), passed in, used only in training with ``dropout > 0``. The returned weights are the dropped
+:math:`A \odot D/(1-p)` averaged over the heads (``average_attn_weights``) or per head
+``(B, H, T, S)``, as torch returns them; ``None`` when ``need_weights=False``.
 
-Backward (``tf.GradientTape`` here; the NumPy tree writes it out), with :math:`G = \partial L/\partial C_h` (from ``out_proj``'s backward, split into
-heads) and :math:`\bar P` the cotangent of the dropped weights (:math:`G V_h^\top` plus the
-returned weights' cotangent, divided by :math:`H` when averaged):
+Backward (``tf.GradientTape`` here; the NumPy tree writes it out), with :math:`G = \partial
+L/\partial C_h` (from ``out_proj``'s backward, split into heads) and :math:`\bar P` the cotangent of
+the dropped weights (:math:`G V_h^\top` plus the returned weights' cotangent, divided by :math:`H`
+when averaged):
 
 .. math::  \bar V_h = \tilde A_h^\top G, \qquad \bar A_h = \bar P \odot D/(1-p), \qquad
            \bar S = A \odot (\bar A - \textstyle\sum_j A_{\cdot j} \bar A_{\cdot j}),
@@ -31,9 +32,9 @@ returned weights' cotangent, divided by :math:`H` when averaged):
 .. math::  \bar Q_h = \bar S K_h / \sqrt d, \qquad \bar K_h = \bar S^\top Q_h / \sqrt d, \qquad
            \bar W_q = \bar Q^\top x_q,\; \bar b_q = \textstyle\sum \bar Q,\; \bar x_q = \bar Q W_q
 
-(the attention's part is day 41's backward; likewise for :math:`k`, :math:`v`; the three blocks of :math:`\bar W` are stacked as
-:math:`W` is). Self-attention passes one array as query, key and value: ``backward`` returns
-three gradients and the caller adds them.
+(the attention's part is day 41's backward; likewise for :math:`k`, :math:`v`; the three blocks of
+:math:`\bar W` are stacked as :math:`W` is). Self-attention passes one array as query, key and
+value: ``backward`` returns three gradients and the caller adds them.
 
 Initialization, torch's ``_reset_parameters``: Xavier-uniform ``in_proj_weight`` over the whole
 ``(3E, E)`` matrix, zero ``in_proj_bias`` and ``out_proj.bias``, ``out_proj.weight`` as ``Linear``.
