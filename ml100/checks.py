@@ -617,3 +617,40 @@ def check_sdpa_inputs(owner: str, dtype: str, query, key, value, attn_mask=None,
         return check_real(owner, "scale", scale)
     # torch's default for an empty feature axis: 1/sqrt(0) = inf (the scores are empty sums, 0).
     return math.inf if q[-1] == 0 else 1.0 / math.sqrt(q[-1])
+
+
+# --- day 46: the Transformer decoder layer --------------------------------------------------------
+
+#: The decoder layer's dropout sites: name -> what its keep-mask covers (batch first inside).
+DECODER_DROPOUT_SITES = ("self_attn", "dropout1", "multihead_attn", "dropout2", "dropout", "dropout3")
+
+
+def check_decoder_inputs(owner: str, dtype: str, d_model: int, nhead: int, dim_feedforward: int, batch_first: bool,
+                         tgt, memory, dropout_masks, dropout_on: bool) -> None:
+    """The decoder layer's ``tgt (T, B, E)`` and ``memory (S, B, E)`` (batch first: ``(B, T, E)``,
+    ``(B, S, E)``), and its ``dropout_masks``: exactly when dropout is on, a dict of bool keep-masks
+    (True = keep), batch first: ``self_attn (B, H, T, T)``, ``multihead_attn (B, H, T, S)``,
+    ``dropout1``/``dropout2``/``dropout3 (B, T, E)``, ``dropout (B, T, F)``."""
+    for name, x in (("tgt", tgt), ("memory", memory)):
+        check_input(owner, name, x.shape, x.dtype, expected_dtype=dtype, ndim=3, last_dim=d_model)
+    batch_axis = 0 if batch_first else 1
+    batch, target = int(tgt.shape[batch_axis]), int(tgt.shape[1 - batch_axis])
+    source = int(memory.shape[1 - batch_axis])
+    check_input(owner, "memory", memory.shape, memory.dtype,
+                shape_like=(batch, source, d_model) if batch_first else (source, batch, d_model))
+    if dropout_masks is None:
+        if dropout_on:
+            raise ValueError(f"{owner}: dropout is on (training, dropout > 0), so dropout_masks (a dict with keys "
+                             f"{', '.join(DECODER_DROPOUT_SITES)}) must be given, got None")
+        return
+    if not dropout_on:
+        raise ValueError(f"{owner}: dropout_masks was given but dropout is off (dropout == 0 or eval mode)")
+    if not isinstance(dropout_masks, dict) or sorted(dropout_masks) != sorted(DECODER_DROPOUT_SITES):
+        raise ValueError(f"{owner}: dropout_masks must be a dict with exactly the keys "
+                         f"{', '.join(DECODER_DROPOUT_SITES)}, got {dropout_masks!r}")
+    shapes = {"self_attn": (batch, nhead, target, target), "multihead_attn": (batch, nhead, target, source),
+              "dropout1": (batch, target, d_model), "dropout2": (batch, target, d_model),
+              "dropout": (batch, target, dim_feedforward), "dropout3": (batch, target, d_model)}
+    for name, shape in shapes.items():
+        mask = dropout_masks[name]
+        check_input(owner, f"dropout_masks[{name!r}]", mask.shape, mask.dtype, expected_dtype="bool", shape_like=shape)

@@ -262,3 +262,15 @@ def test_bad_conv_arguments_are_refused_with_one_message(tree, index):
     args, message = BAD_CONVS[index]
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         get_module(tree, MODULE).Conv2d(*args, dtype="float64")
+
+
+def test_tf_conv_traces_once_for_any_batch_size():
+    """A ``tf.function`` traced with an unknown batch (``TensorSpec((None, ...))``) serves every batch
+    size, the empty one included, and gives the eager results (im2col reshapes with -1, not the static N)."""
+    conv = get_module("tf", "foundations.conv").Conv2d(3, 4, 3, stride=2, padding=1, groups=1, dtype="float64",
+                                                        rng=np.random.default_rng(0))
+    traced = tf.function(conv.forward, input_signature=[tf.TensorSpec((None, 7, 6, 3), tf.float64)])
+    for n in (0, 1, 5):
+        x = tf.constant(np.random.default_rng(n).standard_normal((n, 7, 6, 3)))
+        np.testing.assert_array_equal(traced(x).numpy(), conv(x).numpy(), err_msg=f"batch {n}")
+    assert traced.experimental_get_tracing_count() == 1

@@ -61,8 +61,9 @@ def im2col(x_pad: tf.Tensor, kernel: tuple[int, int], stride: tuple[int, int], d
     patches = tf.image.extract_patches(x_pad, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1],
                                        rates=[1, dh, dw, 1], padding="VALID")  # (N, Ho, Wo, kh*kw*C)
     # Split the channels into groups and bring the group axis first: one matrix product per group.
-    rows = tf.transpose(tf.reshape(patches, (n, ho, wo, kh, kw, groups, cg)), (5, 0, 1, 2, 3, 4, 6))  # (G, N, Ho, Wo, kh, kw, Cg)
-    return tf.reshape(rows, (groups, n * ho * wo, kh * kw * cg))
+    # The batch is -1, not n: under a tf.function traced for any batch size, n is unknown (None).
+    rows = tf.transpose(tf.reshape(patches, (-1, ho, wo, kh, kw, groups, cg)), (5, 0, 1, 2, 3, 4, 6))  # (G, N, Ho, Wo, kh, kw, Cg)
+    return tf.reshape(rows, (groups, -1, kh * kw * cg))
 
 
 class Conv2d(Module):
@@ -85,7 +86,7 @@ class Conv2d(Module):
         check_input("Conv2d", "x", x.shape, x.dtype, expected_dtype=self.dtype, ndim=4)
         if x.shape[3] != self.in_channels:
             raise ValueError(f"Conv2d: x must have {self.in_channels} channels (N, H, W, C), got shape {tuple(x.shape)}")
-        n, h, w, _ = x.shape
+        _, h, w, _ = x.shape
         pads = conv_padding(self.padding, (h, w), self.kernel_size, self.stride, self.dilation)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         ho, wo = conv_output_size(h, pads[0], kh, sh, dh), conv_output_size(w, pads[1], kw, sw, dw)
@@ -96,7 +97,7 @@ class Conv2d(Module):
         cols = im2col(x_pad, self.kernel_size, self.stride, self.dilation, (ho, wo), g)  # (G, N*Ho*Wo, kh*kw*Cg)
         kernel = tf.transpose(tf.reshape(self.kernel, (kh * kw * cg, g, self.out_channels // g)), (1, 0, 2))  # (G, kh*kw*Cg, Og)
         y = tf.transpose(cols @ kernel, (1, 0, 2))  # (N*Ho*Wo, G, Og)
-        y = tf.reshape(y, (n, ho, wo, self.out_channels))  # (N, Ho, Wo, O)
+        y = tf.reshape(y, (-1, ho, wo, self.out_channels))  # (N, Ho, Wo, O); N may be unknown while tracing
         if self.bias is not None:
             y = y + self.bias
         return y
