@@ -619,6 +619,40 @@ def check_sdpa_inputs(owner: str, dtype: str, query, key, value, attn_mask=None,
     return math.inf if q[-1] == 0 else 1.0 / math.sqrt(q[-1])
 
 
+# --- day 45: the Transformer encoder layer --------------------------------------------------------
+
+#: The dropout masks of ``TransformerEncoderLayer``, by torch's submodule names, in the order they are applied.
+ENCODER_DROPOUT_MASKS = ("self_attn", "dropout1", "dropout", "dropout2")
+
+
+def check_encoder_dropout_masks(owner: str, dropout_masks, src_shape, num_heads: int, batch_first: bool,
+                                dim_feedforward: int, dropout_on: bool) -> dict:
+    """The encoder layer's dropout masks (bool, True = keep), a dict keyed by
+    :data:`ENCODER_DROPOUT_MASKS` exactly when dropout is on: ``self_attn (B, H, T, T)`` on the
+    attention weights, ``dropout1`` (src's shape) after attention, ``dropout`` ``(..., F)`` inside the
+    feed-forward block, ``dropout2`` (src's shape) after it. Returns the dict (empty when off)."""
+    if dropout_masks is None:
+        if dropout_on:
+            raise ValueError(f"{owner}: dropout is on (training, dropout > 0), so dropout_masks, a dict with keys "
+                             f"{', '.join(ENCODER_DROPOUT_MASKS)} (bool, True = keep), must be given, got None")
+        return {}
+    if not dropout_on:
+        raise ValueError(f"{owner}: dropout_masks was given but dropout is off (dropout == 0 or eval mode)")
+    if not isinstance(dropout_masks, dict) or tuple(sorted(dropout_masks)) != tuple(sorted(ENCODER_DROPOUT_MASKS)):
+        got = f"keys {sorted(dropout_masks)}" if isinstance(dropout_masks, dict) else type(dropout_masks).__name__
+        raise ValueError(f"{owner}: dropout_masks must be a dict with exactly the keys "
+                         f"{', '.join(ENCODER_DROPOUT_MASKS)}, got {got}")
+    src_shape = tuple(int(s) for s in src_shape)
+    batch, steps = (src_shape[0], src_shape[1]) if batch_first else (src_shape[1], src_shape[0])
+    shapes = {"self_attn": (batch, num_heads, steps, steps), "dropout1": src_shape,
+              "dropout": src_shape[:-1] + (dim_feedforward,), "dropout2": src_shape}
+    for name in ENCODER_DROPOUT_MASKS:
+        mask = dropout_masks[name]
+        check_input(owner, f"dropout_masks[{name!r}]", mask.shape, mask.dtype, expected_dtype="bool",
+                    shape_like=shapes[name])
+    return dropout_masks
+
+
 # --- day 46: the Transformer decoder layer --------------------------------------------------------
 
 #: The decoder layer's dropout sites: name -> what its keep-mask covers (batch first inside).
