@@ -121,7 +121,6 @@ class TransformerDecoderLayer(Module):
         dropout_on = self.saved_for_backward()
         if not self.batch_first:
             grad_output = grad_output.swapaxes(0, 1)  # (B, T, E)
-        grad_memory = 0.0
         grad = grad_output  # (B, T, E)
         for block in ("feed_forward", "attend_memory", "attend_self"):
             # Post-LN: the norm came last, so it is undone first; its cotangent reaches both residual terms.
