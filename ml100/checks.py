@@ -655,16 +655,19 @@ def check_encoder_dropout_masks(owner: str, dropout_masks, src_shape, num_heads:
 
 # --- day 46: the Transformer decoder layer --------------------------------------------------------
 
-#: The decoder layer's dropout sites: name -> what its keep-mask covers (batch first inside).
+#: The decoder layer's dropout sites, in torch's names.
 DECODER_DROPOUT_SITES = ("self_attn", "dropout1", "multihead_attn", "dropout2", "dropout", "dropout3")
+#: The sites on attention weights, ``(B, H, T, ·)`` whatever the layout; the others are shaped like ``tgt``.
+DECODER_ATTENTION_SITES = ("self_attn", "multihead_attn")
 
 
 def check_decoder_inputs(owner: str, dtype: str, d_model: int, nhead: int, dim_feedforward: int, batch_first: bool,
                          tgt, memory, dropout_masks, dropout_on: bool) -> None:
     """The decoder layer's ``tgt (T, B, E)`` and ``memory (S, B, E)`` (batch first: ``(B, T, E)``,
     ``(B, S, E)``), and its ``dropout_masks``: exactly when dropout is on, a dict of bool keep-masks
-    (True = keep), batch first: ``self_attn (B, H, T, T)``, ``multihead_attn (B, H, T, S)``,
-    ``dropout1``/``dropout2``/``dropout3 (B, T, E)``, ``dropout (B, T, F)``."""
+    (True = keep): ``self_attn (B, H, T, T)`` and ``multihead_attn (B, H, T, S)`` on the attention
+    weights, ``dropout1``/``dropout2``/``dropout3`` shaped like ``tgt`` and ``dropout`` like ``tgt`` with
+    width F (in ``tgt``'s layout, as the encoder layer's masks follow ``src``'s)."""
     for name, x in (("tgt", tgt), ("memory", memory)):
         check_input(owner, name, x.shape, x.dtype, expected_dtype=dtype, ndim=3, last_dim=d_model)
     batch_axis = 0 if batch_first else 1
@@ -682,9 +685,11 @@ def check_decoder_inputs(owner: str, dtype: str, d_model: int, nhead: int, dim_f
     if not isinstance(dropout_masks, dict) or sorted(dropout_masks) != sorted(DECODER_DROPOUT_SITES):
         raise ValueError(f"{owner}: dropout_masks must be a dict with exactly the keys "
                          f"{', '.join(DECODER_DROPOUT_SITES)}, got {dropout_masks!r}")
+    # The residual sites are shaped like tgt in its own layout, as the tensors they multiply.
+    like_tgt = (lambda width: (batch, target, width)) if batch_first else (lambda width: (target, batch, width))
     shapes = {"self_attn": (batch, nhead, target, target), "multihead_attn": (batch, nhead, target, source),
-              "dropout1": (batch, target, d_model), "dropout2": (batch, target, d_model),
-              "dropout": (batch, target, dim_feedforward), "dropout3": (batch, target, d_model)}
+              "dropout1": like_tgt(d_model), "dropout2": like_tgt(d_model),
+              "dropout": like_tgt(dim_feedforward), "dropout3": like_tgt(d_model)}
     for name, shape in shapes.items():
         mask = dropout_masks[name]
         check_input(owner, f"dropout_masks[{name!r}]", mask.shape, mask.dtype, expected_dtype="bool", shape_like=shape)

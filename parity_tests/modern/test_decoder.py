@@ -72,9 +72,10 @@ def decoder_inputs(batch_first: bool, causal=True, key_padding=False, dropout=Fa
                 padding[:, 0] = False
                 inputs[name] = padding
         if dropout:
-            shapes = {"self_attn": (B, H, T, T), "multihead_attn": (B, H, T, S), "dropout": (B, T, F)}
+            # Attention-weight masks are (B, H, T, .) in either layout; the others are shaped like tgt.
+            shapes = {"self_attn": (B, H, T, T), "multihead_attn": (B, H, T, S), "dropout": layout(T)[:2] + (F,)}
             for site in DECODER_DROPOUT_SITES:
-                inputs[MASK_PREFIX + site] = rng.random(shapes.get(site, (B, T, E))) < 0.8  # True = keep
+                inputs[MASK_PREFIX + site] = rng.random(shapes.get(site, layout(T))) < 0.8  # True = keep
         return inputs
     return draw
 
@@ -106,7 +107,7 @@ def decoder_case(batch_first=False, norm_first=False, activation="relu", causal=
         references=references,
         output_names=("output",),
         batch_axes={"tgt": sequence_axis, "memory": sequence_axis, "tgt_mask": None},
-        # The dropout masks are per sample but batch first whatever the layout.
+        # The dropout masks are drawn for a batch of B (the residual sites in tgt's layout).
         **({"empty_batch_opt_out": "the dropout masks are drawn for a batch of B; the empty batch runs without dropout"}
            if dropout else {}),
     )

@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ml100.checks import check_bool, check_choice, check_decoder_inputs, check_int, check_positive, check_range, check_rng
+from ml100.checks import (DECODER_ATTENTION_SITES, check_bool, check_choice, check_decoder_inputs, check_int, check_positive,
+                          check_range, check_rng)
 
 from ..foundations.linear import Linear
 from ..foundations.mlp import make_activation
@@ -88,10 +89,11 @@ class TransformerDecoderLayer(Module):
         dropout_on = self.training and self.dropout_p > 0.0
         check_decoder_inputs("TransformerDecoderLayer", self.dtype, self.d_model, self.nhead, self.dim_feedforward,
                              self.batch_first, tgt, memory, dropout_masks, dropout_on)
-        masks = dropout_masks if dropout_on else dict.fromkeys(("self_attn", "multihead_attn"))
+        masks = dropout_masks if dropout_on else dict.fromkeys(DECODER_ATTENTION_SITES)
         if not self.batch_first:
-            # Batch first inside: (T, B, E) -> (B, T, E).
+            # Batch first inside: (T, B, E) -> (B, T, E), and the residual sites' masks with them.
             tgt, memory = tgt.transpose(0, 1), memory.transpose(0, 1)
+            masks = {site: mask if site in DECODER_ATTENTION_SITES else mask.transpose(0, 1) for site, mask in masks.items()}
         attend_self = lambda x: self.self_attn(
             x, x, x, key_padding_mask=tgt_key_padding_mask, need_weights=False, attn_mask=tgt_mask,
             is_causal=tgt_is_causal, dropout_mask=masks["self_attn"])[0]  # (B, T, E)
