@@ -15,9 +15,10 @@ Pre-LN (``norm_first=True``): :math:`x \leftarrow x + \delta_1(\mathrm{SA}(\math
 \delta_3(f(\mathrm{LN}_3 x))`.
 
 Dropout is an input: in training with ``dropout > 0``, ``dropout_masks`` is a dict of bool keep-masks
-(True = keep), batch first: ``self_attn`` ``(B, H, T, T)`` and ``multihead_attn`` ``(B, H, T, S)`` on
-the attention weights, ``dropout1``/``dropout2``/``dropout3`` ``(B, T, E)`` on each block's branch
-before its residual sum, ``dropout`` ``(B, T, F)`` after the activation — torch's six sites.
+(True = keep): ``self_attn`` ``(B, H, T, T)`` and ``multihead_attn`` ``(B, H, T, S)`` on the attention
+weights, ``dropout1``/``dropout2``/``dropout3`` shaped like ``tgt`` on each block's branch before its
+residual sum, ``dropout`` like ``tgt`` with width F after the activation — torch's six sites (the
+residual ones in ``tgt``'s layout, as the day-45 encoder's follow ``src``).
 
 Backward (autograd here; the NumPy tree writes it out): a residual sum passes its cotangent to both
 terms, so with :math:`\bar y` arriving at a post-LN block :math:`y = \mathrm{LN}(x + g(x))`,
