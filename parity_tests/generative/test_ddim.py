@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from ml100.schedules import PREDICTION_TYPES, TIMESTEP_SPACINGS, ddim_timesteps
-from parity_tests.generative.test_ddpm import (IMAGE, NUM_CLASSES, SCHEDULE, T, TENSOR, X_SHAPE, from_tree, to_tree,
-                                               tree_models, tree_schedule)
+from parity_tests.generative.test_ddpm import (IMAGE, NUM_CLASSES, SCHEDULE, T, TENSOR, X_SHAPE, from_tree, step_inputs,
+                                               to_tree, tree_models, tree_schedule)
 from parity_tests.generative.test_diffusion_schedule import diffusers_float64_alphas_cumprod
 from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_tensors,
                                   gradcheck_numpy, run_torch)
@@ -53,14 +53,6 @@ def diffusers_step_reference(eta, clip_sample, set_alpha_to_one, prediction_type
         return run_torch(step, inputs, ("model_output", "sample", "noise"), cotangents, params={})
 
     return run
-
-
-def step_inputs(shape, timestep):
-    def inputs(dtype, rng):
-        return {"model_output": rng.standard_normal(shape).astype(dtype), "timestep": np.array(timestep, np.int64),
-                "sample": rng.standard_normal(shape).astype(dtype), "noise": rng.standard_normal(shape).astype(dtype)}
-
-    return inputs
 
 
 def step_case(eta=0.0, clip_sample=True, set_alpha_to_one=True, prediction_type="epsilon", timestep=T // 2,
