@@ -143,6 +143,9 @@ def _not_built_message(module: str) -> str:
     if not days:
         return f"{package} has no module {path!r}, and no curriculum day uses that path (`ml100 list` shows every day's module)"
     which = "; ".join(f"day {day.number}: {day.topic}" for day in days)
+    if days[0].neutral:
+        name = f"ml100.{days[0].module}"
+        return f"{module} does not exist: {which} needs no framework and lives once in {name} (import {name})"
     return f"{module} is not built yet ({which}); `ml100 list` shows which days are built"
 
 

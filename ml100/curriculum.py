@@ -14,6 +14,11 @@ from .backends import BACKENDS
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Topics with no tensor math (merge bookkeeping, precision/recall bookkeeping): they live once in
+#: ``ml100/``, not in the three trees, and ``parity_tests/test_mirror.py`` lists them by name.
+NEUTRAL_MODULES = frozenset({"bpe", "detection_metrics"})
+
+
 @dataclass(frozen=True)
 class Day:
     number: int
@@ -24,9 +29,17 @@ class Day:
     checks: str
 
     @property
+    def neutral(self) -> bool:
+        """True for a topic with no tensor math, written once in the neutral package ``ml100/``."""
+        return self.module in NEUTRAL_MODULES
+
+    @property
     def path(self) -> str | None:
-        """The module's path inside each tree, e.g. ``foundations/mlp.py``."""
-        return f"{self.phase}/{self.module}.py" if self.module else None
+        """The module's path inside each tree, e.g. ``foundations/mlp.py``; ``ml100/bpe.py`` for a
+        neutral topic."""
+        if self.module is None:
+            return None
+        return f"ml100/{self.module}.py" if self.neutral else f"{self.phase}/{self.module}.py"
 
 
 DAYS = (
@@ -134,9 +147,12 @@ DAYS = (
 
 
 def is_implemented(day: Day, root: Path = ROOT) -> bool:
-    """True when the day's module has all three twins (a module-less capstone needs its example)."""
+    """True when the day's module has all three twins, or exists in ``ml100/`` for a neutral topic
+    (a module-less capstone needs its example)."""
     if day.module is None:
         return False
+    if day.neutral:
+        return (root / day.path).is_file()
     return all((root / package / day.path).is_file() for package in BACKENDS.values())
 
 

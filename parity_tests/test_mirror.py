@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from ml100.backends import BACKENDS
+from ml100.curriculum import DAYS, NEUTRAL_MODULES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TREES = tuple(BACKENDS.values())
@@ -22,6 +23,11 @@ TREE_SPECIFIC_NAMES = {
     ("module", "SAME"): "only TF stores weights in a non-canonical (native) layout",
     ("module", "TRANSPOSED"): "only TF stores weights in a non-canonical (native) layout",
     ("module", "HWIO"): "only TF stores weights in a non-canonical (native) layout",
+}
+#: Neutral topics (no tensor math) -> why they live once in ``ml100/`` and in no tree.
+NEUTRAL_TOPICS = {
+    "bpe": "byte-pair merges are counting and dictionary bookkeeping over bytes: no tensors, no gradients",
+    "detection_metrics": "mAP sorts detections and counts matches: bookkeeping over boxes, no gradients",
 }
 #: Methods only the NumPy tree has: there is no autograd, so the backward pass is written out.
 NUMPY_ONLY_METHODS = {"backward", "derivative", "named_grads", "zero_grad"}
@@ -125,3 +131,18 @@ def test_a_parity_test_names_the_module(path):
     tests = [p for p in (ROOT / "parity_tests").rglob("test_*.py") if p.name != "test_mirror.py"]
     assert any(f"{path.replace('/', '.')}" in p.read_text() or f"test_{stem}.py" == p.name for p in tests), \
         f"no parity test covers {path} (expected parity_tests/.../test_{stem}.py or a Case naming it)"
+
+
+def test_neutral_topics_are_listed_with_a_reason():
+    assert set(NEUTRAL_TOPICS) == NEUTRAL_MODULES, "ml100.curriculum.NEUTRAL_MODULES and NEUTRAL_TOPICS must name the same topics"
+
+
+@pytest.mark.parametrize("module", sorted(NEUTRAL_MODULES))
+def test_a_neutral_topic_lives_only_in_the_neutral_package(module):
+    twins = [tree for tree in TREES for path in (ROOT / tree).rglob(f"{module}.py")]
+    assert not twins, f"{module} is a neutral topic ({NEUTRAL_TOPICS[module]}): it belongs in ml100/, not in {twins}"
+    if not (ROOT / "ml100" / f"{module}.py").is_file():
+        day = next(day for day in DAYS if day.module == module)
+        pytest.skip(f"day {day.number} ({module}) is not built yet")
+    tests = list((ROOT / "parity_tests").rglob("test_*.py"))
+    assert any(f"ml100.{module}" in p.read_text() for p in tests), f"no test imports ml100.{module}"
