@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any, NamedTuple
 
 from .cli_args import positive_int
@@ -71,9 +72,9 @@ def field_kind(hint) -> FieldKind:
         optional, hint = True, members[0] if len(members) == 1 else hint
     if typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
         return FieldKind(typing.get_args(hint)[0], True, optional)
-    if hint in (int, bool, str):
+    if hint in (int, bool, str, float):
         return FieldKind(hint, False, optional)
-    raise TypeError(f"config fields are int, bool, str or tuple[int, ...] (each may be `| None`), got {hint!r}")
+    raise TypeError(f"config fields are int, float, bool, str or tuple[int, ...] (each may be `| None`), got {hint!r}")
 
 
 def field_kinds(config_class: type) -> dict[str, FieldKind]:
@@ -83,13 +84,15 @@ def field_kinds(config_class: type) -> dict[str, FieldKind]:
 
 
 #: How each kind of value is described in errors: one value, several.
-DESCRIPTIONS = {int: ("an int >= 1", "ints >= 1"), bool: ("True or False", "bools"), str: ("a string", "strings")}
+DESCRIPTIONS = {int: ("an int >= 1", "ints >= 1"), bool: ("True or False", "bools"), str: ("a string", "strings"),
+                float: ("a finite number >= 0", "finite numbers >= 0")}
 
 
 class ModelConfig:
     """Base of the model configs: field checks after construction, the dict round trip.
 
-    Every integer (and every entry of an integer tuple) is a size, a count or a stride: an int >= 1.
+    Every integer (and every entry of an integer tuple) is a size, a count or a stride: an int >= 1;
+    every float is a rate or an epsilon: finite and >= 0.
     Subclasses add the rules across fields in :meth:`check_relations`.
     """
 
@@ -138,6 +141,11 @@ class ModelConfig:
             if isinstance(item, bool) or not isinstance(item, Integral) or item < 1:
                 raise self.error(f.name, expected, value)
             return int(item)
+        if base is float:
+            # A probability or an epsilon: finite and >= 0 (a rule across fields may narrow it); True is no rate.
+            if isinstance(item, bool) or not isinstance(item, Real) or not (math.isfinite(item) and item >= 0):
+                raise self.error(f.name, expected, value)
+            return float(item)
         return item
 
     def to_dict(self) -> dict[str, Any]:
@@ -303,6 +311,12 @@ def _parser_of(kind: FieldKind):
     def parse(text: str):
         if kind.optional and text.lower() == "none":
             return None
+        if kind.base is float:
+            # Parsed here; the config judges the value (finite, >= 0, its own range) in config_from_args.
+            try:
+                return float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if kind.base is not int:
             return text
         try:
@@ -449,3 +463,59 @@ class WGANConfig(GANConfig):
     (no reference config: the names are those of the ``torch.nn`` layers and ``spectral_norm``)."""
 
     n_power_iterations: int = option(1, help="power iterations of every critic layer's spectral norm per training forward")
+
+
+#: The GPT-2 nonlinearities the day-49 model implements, by ``GPT2Config.activation_function`` name.
+GPT_ACTIVATIONS = ("gelu_new",)
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig(ModelConfig):
+    """The day-49 GPT: Hugging Face ``GPT2Config``'s field names and defaults (GPT-2 small).
+
+    ``n_inner`` none means ``4 * n_embd``, as in Hugging Face. Dropout sites and their masks are
+    named by the Hugging Face module that drops (:meth:`dropout_shapes`)."""
+
+    vocab_size: int = option(50257, help="tokens in the vocabulary (rows of wte, outputs of the tied lm_head)")
+    n_positions: int = option(1024, help="longest sequence: rows of the learned position table wpe")
+    n_embd: int = option(768, help="width of the residual stream (embeddings, attention, block outputs)")
+    n_layer: int = option(12, help="transformer blocks")
+    n_head: int = option(12, help="attention heads per block; must divide n_embd")
+    n_inner: int | None = option(None, help="width of the MLP's hidden layer; none: 4 * n_embd")
+    activation_function: str = option("gelu_new", choices=GPT_ACTIVATIONS,
+                                      help="the MLP's nonlinearity: gelu_new (GELU, tanh approximation)")
+    resid_pdrop: float = option(0.1, help="dropout probability on each attention and MLP output (before the residual add)")
+    embd_pdrop: float = option(0.1, help="dropout probability on the summed token and position embeddings")
+    attn_pdrop: float = option(0.1, help="dropout probability on the attention weights")
+    layer_norm_epsilon: float = option(1e-5, help="epsilon of every LayerNorm")
+    initializer_range: float = option(0.02, help="standard deviation of the normal initialization of every weight")
+
+    def check_relations(self) -> None:
+        if self.n_embd % self.n_head:
+            raise self.error("n_head", f"divide n_embd = {self.n_embd}", self.n_head)
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            if getattr(self, name) >= 1.0:
+                raise self.error(name, "be < 1 (a probability of dropping; 1 would divide by zero)", getattr(self, name))
+        if self.layer_norm_epsilon == 0.0:
+            raise self.error("layer_norm_epsilon", "be > 0 (a constant row would divide 0 by 0)", self.layer_norm_epsilon)
+
+    @property
+    def inner_dim(self) -> int:
+        """The MLP's hidden width: ``n_inner``, or ``4 * n_embd`` when it is none (Hugging Face's rule)."""
+        return 4 * self.n_embd if self.n_inner is None else self.n_inner
+
+    def dropout_shapes(self, batch: int, steps: int) -> dict[str, tuple[int, ...]]:
+        """Each dropout site with a probability > 0 -> the shape of its keep-mask for ``(batch, steps)``
+        input ids, keyed by the Hugging Face module that drops: ``transformer.drop`` and each block's
+        ``attn.resid_dropout`` and ``mlp.dropout`` ``(B, T, n_embd)``, ``attn.attn_dropout`` ``(B, n_head, T, T)``."""
+        shapes = {}
+        if self.embd_pdrop:
+            shapes["transformer.drop"] = (batch, steps, self.n_embd)
+        for layer in range(self.n_layer):
+            prefix = f"transformer.h.{layer}"
+            if self.attn_pdrop:
+                shapes[f"{prefix}.attn.attn_dropout"] = (batch, self.n_head, steps, steps)
+            if self.resid_pdrop:
+                shapes[f"{prefix}.attn.resid_dropout"] = (batch, steps, self.n_embd)
+                shapes[f"{prefix}.mlp.dropout"] = (batch, steps, self.n_embd)
+        return shapes
