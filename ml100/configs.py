@@ -519,3 +519,43 @@ class GPTConfig(ModelConfig):
                 shapes[f"{prefix}.attn.resid_dropout"] = (batch, steps, self.n_embd)
                 shapes[f"{prefix}.mlp.dropout"] = (batch, steps, self.n_embd)
         return shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class YOLOConfig(ModelConfig):
+    """The days 60-62 tiny YOLO: conv blocks (3x3 conv, batch norm, LeakyReLU 0.1, a 2x2 max pool after
+    every block but the last) and a 1x1 head with ``A * (5 + num_classes)`` channels per grid cell.
+    ``anchors`` is Darknet's cfg ``anchors`` line: flat ``w1, h1, w2, h2, ...`` in input pixels."""
+
+    in_channels: int = option(3, help="channels of the input images")
+    num_classes: int = option(3, help="object classes (circle, square, triangle in the generated scenes)")
+    image_size: int = option(64, help="height and width of the input images; a multiple of the grid stride")
+    channels: tuple[int, ...] = option((8, 16, 32, 32), help="output channels of each conv block; every block but the "
+                                                             "last halves the resolution")
+    anchors: tuple[int, ...] = option((12, 12, 22, 22), help="anchor sizes in pixels, flat w1 h1 w2 h2 ... (Darknet's order)")
+    batch_norm: bool = option(True, help="batch norm after each block's convolution (which then has no bias)")
+
+    def check_relations(self) -> None:
+        if len(self.anchors) % 2:
+            raise self.error("anchors", "hold (width, height) pairs, an even number of entries", self.anchors)
+        if self.image_size % self.stride:
+            raise self.error("image_size", f"be divisible by the grid stride {self.stride} "
+                             f"({len(self.channels) - 1} 2x2 poolings)", self.image_size)
+
+    @property
+    def stride(self) -> int:
+        """Pixels per grid cell: each block but the last halves the resolution."""
+        return 2 ** (len(self.channels) - 1)
+
+    @property
+    def grid_size(self) -> int:
+        """Cells per side, S."""
+        return self.image_size // self.stride
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self.anchors) // 2
+
+    def anchor_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The anchors as ``((w, h), ...)``."""
+        return tuple(zip(self.anchors[0::2], self.anchors[1::2]))
