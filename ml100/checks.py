@@ -693,3 +693,59 @@ def check_decoder_inputs(owner: str, dtype: str, d_model: int, nhead: int, dim_f
     for name, shape in shapes.items():
         mask = dropout_masks[name]
         check_input(owner, f"dropout_masks[{name!r}]", mask.shape, mask.dtype, expected_dtype="bool", shape_like=shape)
+
+
+# --- day 47: the encoder-decoder Transformer ------------------------------------------------------
+
+def check_layer_stack(owner: str, layers, layer_type: type, norm, norm_type: type) -> list:
+    """A stack's layers: a non-empty list of ``layer_type`` (torch's stacks index ``layers[0]``), and
+    ``norm`` ``None`` or a ``norm_type``. Returns the layers as a list."""
+    if not isinstance(layers, (list, tuple)) or not layers or not all(isinstance(layer, layer_type) for layer in layers):
+        raise TypeError(f"{owner}: layers must be a non-empty list of {layer_type.__name__}, got {layers!r}")
+    if norm is not None and not isinstance(norm, norm_type):
+        raise TypeError(f"{owner}: norm must be None or a {norm_type.__name__}, got {type(norm).__name__}")
+    return list(layers)
+
+
+def stack_dropout_masks(owner: str, dropout_masks, num_layers: int) -> list:
+    """A stack's ``dropout_masks``, one entry per layer: ``None`` (each layer gets ``None`` and refuses
+    it itself when its dropout is on) or a dict with exactly the keys ``layers.0`` .. ``layers.{n-1}``
+    (the layers' canonical names), each value that layer's own dict of keep-masks."""
+    keys = [f"layers.{index}" for index in range(num_layers)]
+    if dropout_masks is None:
+        return [None] * num_layers
+    if not isinstance(dropout_masks, dict) or sorted(dropout_masks) != sorted(keys):
+        got = f"keys {sorted(dropout_masks)}" if isinstance(dropout_masks, dict) else type(dropout_masks).__name__
+        raise ValueError(f"{owner}: dropout_masks must be None or a dict with exactly the keys {', '.join(keys)} "
+                         f"(one dict of keep-masks per layer), got {got}")
+    return [dropout_masks[key] for key in keys]
+
+
+def split_transformer_dropout_masks(owner: str, dropout_masks, num_encoder_layers: int,
+                                    num_decoder_layers: int) -> tuple[dict | None, dict | None]:
+    """The model's ``dropout_masks`` (``None``, or a dict keyed by every layer's canonical name,
+    ``encoder.layers.{i}`` and ``decoder.layers.{j}``) as the encoder's and the decoder's (keys
+    ``layers.{i}``)."""
+    if dropout_masks is None:
+        return None, None
+    stacks = {"encoder": num_encoder_layers, "decoder": num_decoder_layers}
+    keys = [f"{stack}.layers.{index}" for stack, count in stacks.items() for index in range(count)]
+    if not isinstance(dropout_masks, dict) or sorted(dropout_masks) != sorted(keys):
+        got = f"keys {sorted(dropout_masks)}" if isinstance(dropout_masks, dict) else type(dropout_masks).__name__
+        raise ValueError(f"{owner}: dropout_masks must be None or a dict with exactly the keys {', '.join(keys)} "
+                         f"(one dict of keep-masks per layer), got {got}")
+    encoder, decoder = ({key[len(stack) + 1:]: dropout_masks[key] for key in keys if key.startswith(stack + ".")}
+                        for stack in stacks)
+    return encoder, decoder
+
+
+def check_transformer_inputs(owner: str, dtype: str, d_model: int, batch_first: bool, src, tgt) -> None:
+    """``src (S, B, E)`` and ``tgt (T, B, E)`` (batch first: ``(B, S, E)`` and ``(B, T, E)``) of the
+    model's dtype and width ``d_model``, with one batch size (torch: "the batch number of src and tgt
+    must be equal"). Unbatched 2-d inputs, which torch also takes, are refused."""
+    for name, x in (("src", src), ("tgt", tgt)):
+        check_input(owner, name, x.shape, x.dtype, expected_dtype=dtype, ndim=3, last_dim=d_model)
+    axis = 0 if batch_first else 1
+    if int(src.shape[axis]) != int(tgt.shape[axis]):
+        raise ValueError(f"{owner}: src and tgt must have the same batch size (axis {axis}), got "
+                         f"{int(src.shape[axis])} and {int(tgt.shape[axis])}")

@@ -559,3 +559,28 @@ class YOLOConfig(ModelConfig):
     def anchor_sizes(self) -> tuple[tuple[int, int], ...]:
         """The anchors as ``((w, h), ...)``."""
         return tuple(zip(self.anchors[0::2], self.anchors[1::2]))
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(ModelConfig):
+    """The day-47 ``Seq2SeqTransformer``: token embeddings scaled by ``sqrt(d_model)`` plus day 43's
+    sinusoidal table, day 47's ``Transformer`` (``nn.Transformer``'s argument names, batch first) and a
+    Linear to the vocabulary. No dropout field: dropout masks are inputs, and the toy task trains
+    without them."""
+
+    vocab_size: int = option(13, help="tokens in the shared source/target vocabulary (rows of both embeddings)")
+    d_model: int = option(32, help="width of the embeddings and of every layer's input and output")
+    nhead: int = option(4, help="attention heads of every self- and cross-attention (divides d_model)")
+    num_encoder_layers: int = option(2, help="encoder layers (TransformerEncoderLayer)")
+    num_decoder_layers: int = option(2, help="decoder layers (TransformerDecoderLayer)")
+    dim_feedforward: int = option(64, help="inner width of every feed-forward block")
+    activation: str = option("relu", choices=("relu", "gelu"), help="the feed-forward nonlinearity")
+    layer_norm_eps: float = option(1e-5, help="epsilon of every LayerNorm")
+    norm_first: bool = option(False, help="pre-LN (LayerNorm before each block) instead of the paper's post-LN")
+    max_len: int = option(64, help="rows of the sinusoidal table: the longest source or target sequence")
+
+    def check_relations(self) -> None:
+        if self.d_model % self.nhead:
+            raise self.error("d_model", f"be divisible by nhead ({self.nhead})", self.d_model)
+        if self.layer_norm_eps <= 0:
+            raise self.error("layer_norm_eps", "be > 0", self.layer_norm_eps)
