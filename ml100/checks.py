@@ -749,3 +749,80 @@ def check_transformer_inputs(owner: str, dtype: str, d_model: int, batch_first: 
     if int(src.shape[axis]) != int(tgt.shape[axis]):
         raise ValueError(f"{owner}: src and tgt must have the same batch size (axis {axis}), got "
                          f"{int(src.shape[axis])} and {int(tgt.shape[axis])}")
+
+
+# --- day 49: GPT; day 51: the KV cache -----------------------------------------------------------
+
+#: The label a position carries to be left out of the language-model loss (Hugging Face's and torch's).
+LM_IGNORE_INDEX = -100
+
+
+def check_gpt_inputs(owner: str, config, input_ids, labels, past_length: int, values_known: bool = True) -> None:
+    """``input_ids (B, T)`` int64 with ``T >= 1`` and ids in ``[0, vocab_size)``; ``past_length + T``
+    (the cached steps before these) at most ``n_positions``, the rows of the position table; ``labels``
+    ``None`` or int64 of the same shape, each a token id or -100 (ignored). ``values_known`` is False
+    for a traced TF call, whose values are checked by the ops themselves."""
+    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
+    steps = int(input_ids.shape[1])
+    if steps < 1:
+        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape "
+                         f"{tuple(map(int, input_ids.shape))}")
+    if past_length + steps > config.n_positions:
+        raise ValueError(f"{owner}: {past_length} cached + {steps} new tokens exceed n_positions = "
+                         f"{config.n_positions} (the rows of the position table wpe)")
+    if values_known:
+        check_ids(owner, "input_ids", input_ids, config.vocab_size)
+    if labels is None:
+        return
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64",
+                shape_like=tuple(map(int, input_ids.shape)))
+    if values_known:
+        values = np.asarray(labels)
+        bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
+        if np.any(bad):
+            raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
+                             f"got {np.unique(values[bad])[:5].tolist()}")
+
+
+def check_gpt_dropout_masks(owner: str, config, dropout_masks, batch: int, steps: int, dropout_on: bool,
+                            cached: bool) -> dict:
+    """The GPT's keep-masks (bool, True = keep): exactly when dropout is on (training and some
+    probability > 0), a dict keyed as ``config.dropout_shapes(B, T)`` names them, each of its shape.
+    Decoding with a cache is inference only, so dropout must be off then. Returns the dict ({} when off)."""
+    if cached and dropout_on:
+        raise ValueError(f"{owner}: decoding with a KVCache is inference only; call model.eval() (or use dropout 0) "
+                         "first")
+    if dropout_masks is None:
+        if dropout_on:
+            raise ValueError(f"{owner}: dropout is on (training, a probability > 0), so dropout_masks, a dict keyed as "
+                             "config.dropout_shapes(B, T) names them (bool, True = keep), must be given, got None")
+        return {}
+    if not dropout_on:
+        raise ValueError(f"{owner}: dropout_masks was given but dropout is off (every probability 0, or eval mode)")
+    shapes = config.dropout_shapes(batch, steps)
+    if not isinstance(dropout_masks, dict) or sorted(dropout_masks) != sorted(shapes):
+        got = f"keys {sorted(dropout_masks)}" if isinstance(dropout_masks, dict) else type(dropout_masks).__name__
+        raise ValueError(f"{owner}: dropout_masks must be a dict with exactly the keys {', '.join(shapes)}, got {got}")
+    for name, shape in shapes.items():
+        mask = dropout_masks[name]
+        check_input(owner, f"dropout_masks[{name!r}]", mask.shape, mask.dtype, expected_dtype="bool", shape_like=shape)
+    return dropout_masks
+
+
+def check_kv_cache_update(owner: str, n_layer: int, max_length: int, layer: int, length: int, cached_shape, key,
+                          value) -> None:
+    """A step's ``key`` and ``value`` ``(B, H, t, d)`` for ``layer`` in ``[0, n_layer)``: equal shapes,
+    the cached ``(B, H, ., d)`` of that layer (``cached_shape``, ``None`` while empty), and room left:
+    ``length + t <= max_length``."""
+    if not is_int(layer) or not 0 <= layer < n_layer:
+        raise ValueError(f"{owner}: layer must be an int in [0, {n_layer}), got {layer!r}")
+    check_input(owner, "key", key.shape, key.dtype, ndim=4)
+    check_input(owner, "value", value.shape, value.dtype, shape_like=tuple(map(int, key.shape)))
+    key_shape = tuple(map(int, key.shape))
+    if cached_shape is not None:
+        expected = (*cached_shape[:2], key_shape[2], cached_shape[3])
+        if key_shape != expected:
+            raise ValueError(f"{owner}: key must have shape {expected} (the cached batch, heads and head width), "
+                             f"got {key_shape}")
+    if length + key_shape[2] > max_length:
+        raise ValueError(f"{owner}: full: {length} cached + {key_shape[2]} new steps exceed max_length = {max_length}")
