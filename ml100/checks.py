@@ -845,3 +845,30 @@ def check_yolo_targets(owner: str, dtype: str, config, predictions, objectness, 
         raise TypeError(f"{owner}: target_classes must hold integer class indices, got dtype {dtype_name(classes.dtype)}")
     if check_values and not np.all((np.asarray(objectness) == 0) | (np.asarray(objectness) == 1)):
         raise ValueError(f"{owner}: target_objectness must hold only 0.0 (no object) and 1.0 (object)")
+
+
+# --- day 50: decoding (greedy, temperature, top-k, top-p, sampling) -------------------------------
+
+
+def check_scores(owner: str, dtype: str, scores) -> None:
+    """Next-token scores ``(B, V)`` in ``dtype``, with at least one token (a top-k of nothing is undefined)."""
+    check_input(owner, "scores", scores.shape, scores.dtype, expected_dtype=dtype, ndim=2)
+    if int(scores.shape[1]) == 0:
+        raise ValueError(f"{owner}: scores must have at least one token, shape (B, V) with V >= 1, "
+                         f"got {tuple(int(s) for s in scores.shape)}")
+
+
+def check_uniforms(owner: str, uniforms: np.ndarray, batch: int) -> None:
+    """One float64 draw in ``[0, 1)`` per row of scores, shape ``(B,)`` (``Generator.random(B)``)."""
+    check_input(owner, "uniforms", uniforms.shape, uniforms.dtype, expected_dtype="float64", shape_like=(batch,))
+    if not ((uniforms >= 0.0) & (uniforms < 1.0)).all():
+        raise ValueError(f"{owner}: uniforms must lie in [0, 1), one draw per row of scores")
+
+
+def check_distributions(owner: str, valid_rows: np.ndarray) -> None:
+    """Every row of scores must define a distribution: ``valid_rows (B,)`` is False for a row that holds
+    NaN or +inf, or whose scores are all -inf (``torch.multinomial`` refuses those rows too)."""
+    bad = np.flatnonzero(~valid_rows)
+    if bad.size:
+        raise ValueError(f"{owner}: scores row {int(bad[0])} is not a distribution: it holds NaN or +inf, "
+                         f"or every score is -inf")
