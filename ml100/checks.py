@@ -850,8 +850,11 @@ def check_yolo_targets(owner: str, dtype: str, config, predictions, objectness, 
 # --- day 50: decoding (greedy, temperature, top-k, top-p, sampling) -------------------------------
 
 
-def check_scores(owner: str, dtype: str, scores) -> None:
-    """Next-token scores ``(B, V)`` in ``dtype``, with at least one token (a top-k of nothing is undefined)."""
+def check_scores(owner: str, dtype: str | None, scores) -> None:
+    """Next-token scores ``(B, V)`` in ``dtype`` (``None``: float32 or float64), with at least one token
+    (a top-k of nothing is undefined)."""
+    if dtype is None and dtype_name(scores.dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: scores must have dtype float32 or float64, got {dtype_name(scores.dtype)}")
     check_input(owner, "scores", scores.shape, scores.dtype, expected_dtype=dtype, ndim=2)
     if int(scores.shape[1]) == 0:
         raise ValueError(f"{owner}: scores must have at least one token, shape (B, V) with V >= 1, "
