@@ -875,3 +875,51 @@ def check_distributions(owner: str, valid_rows: np.ndarray) -> None:
     if bad.size:
         raise ValueError(f"{owner}: scores row {int(bad[0])} is not a distribution: it holds NaN or +inf, "
                          f"or every score is -inf")
+
+
+#: Day 58: torchvision's axis-aligned box formats (corners, corner and size, centre and size).
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+#: Day 58: the reductions of ``generalized_box_iou_loss``.
+BOX_LOSS_REDUCTIONS = ("none", "mean", "sum")
+
+
+def box_dtype(owner: str, name: str, boxes) -> str:
+    """The dtype of ``boxes`` when it is float32 or float64: a box function computes in its input's dtype."""
+    got = dtype_name(boxes.dtype)
+    if got not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: {name} must have dtype float32 or float64, got {got}")
+    return got
+
+
+def check_boxes(owner: str, name: str, boxes, dtype: str) -> None:
+    """Boxes ``(..., 4)`` in the module's dtype."""
+    check_input(owner, name, boxes.shape, boxes.dtype, expected_dtype=dtype, last_dim=4)
+
+
+def check_box_pairs(owner: str, dtype: str, boxes1, boxes2, pairwise: bool) -> None:
+    """Two sets of boxes: pairwise ``(..., N, 4)`` against ``(..., M, 4)`` with the same leading
+    axes, or element by element, of one shape ``(..., 4)``; nothing is broadcast."""
+    check_boxes(owner, "boxes1", boxes1, dtype)
+    check_boxes(owner, "boxes2", boxes2, dtype)
+    shape1, shape2 = tuple(map(int, boxes1.shape)), tuple(map(int, boxes2.shape))
+    if pairwise and (len(shape1) < 2 or shape1[:-2] != shape2[:-2] or len(shape1) != len(shape2)):
+        raise ValueError(f"{owner}: boxes1 and boxes2 must have shapes (..., N, 4) and (..., M, 4) with the same "
+                         f"leading axes, got {shape1} and {shape2}")
+    if not pairwise and shape1 != shape2:
+        raise ValueError(f"{owner}: boxes1 and boxes2 are paired element by element and must have one shape (..., 4), "
+                         f"got {shape1} and {shape2}")
+
+
+def check_nms_inputs(owner: str, boxes, scores, iou_threshold, idxs=None) -> float:
+    """Day 59: corner boxes ``(N, 4)`` (float32 or float64), their ``scores (N,)`` in the same dtype,
+    a finite real ``iou_threshold`` (returned as a float) and, for batched NMS, integer class
+    indices ``idxs (N,)``."""
+    dtype = box_dtype(owner, "boxes", boxes)
+    check_input(owner, "boxes", boxes.shape, boxes.dtype, ndim=2, last_dim=4)
+    count = int(boxes.shape[0])
+    check_input(owner, "scores", scores.shape, scores.dtype, expected_dtype=dtype, shape_like=(count,))
+    if idxs is not None:
+        if dtype_name(idxs.dtype) not in ("int32", "int64"):
+            raise TypeError(f"{owner}: idxs must have an integer dtype (int32 or int64), got {dtype_name(idxs.dtype)}")
+        check_input(owner, "idxs", idxs.shape, idxs.dtype, shape_like=(count,))
+    return check_real(owner, "iou_threshold", iou_threshold)
