@@ -856,7 +856,7 @@ def check_scores(owner: str, dtype: str | None, scores) -> None:
     if dtype is None and dtype_name(scores.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{owner}: scores must have dtype float32 or float64, got {dtype_name(scores.dtype)}")
     check_input(owner, "scores", scores.shape, scores.dtype, expected_dtype=dtype, ndim=2)
-    # A size unknown while tracing (None) is checked when the graph runs.
+    # A size unknown while tracing (None) cannot be checked here and passes.
     if scores.shape[1] == 0:
         raise ValueError(f"{owner}: scores must have at least one token, shape (B, V) with V >= 1, "
                          f"got {tuple(None if s is None else int(s) for s in scores.shape)}")
