@@ -269,7 +269,9 @@ class BPE:
         # Pair of ids -> (rank, id of the merged token): what encoding looks up.
         self.ranks = {(vocab[left], vocab[right]): (rank, vocab[left + right]) for rank, (left, right) in enumerate(self.merges)}
         self.byte_ids = [vocab[bytes_to_unicode()[byte]] for byte in range(BYTE_COUNT)]
-        self.special_ids = {vocab[token]: token for token in self.special_tokens}
+        # Each id's bytes: a special token's UTF-8, else its characters mapped back to bytes.
+        self.token_bytes = [token.encode("utf-8") if token in self.special_tokens
+                            else bytes(unicode_to_bytes()[char] for char in token) for token in self.id_to_token]
         self.cache: dict[bytes, list[int]] = {}
 
     @classmethod
@@ -349,9 +351,7 @@ class BPE:
             check_int("BPE.decode", "every id", token_id, 0)
             if token_id >= self.vocab_size:
                 raise ValueError(f"BPE.decode: id {token_id} is not in the vocabulary (ids 0..{self.vocab_size - 1})")
-        to_byte = unicode_to_bytes()
-        return b"".join(self.special_ids[i].encode("utf-8") if i in self.special_ids
-                        else bytes(to_byte[char] for char in self.id_to_token[i]) for i in ids)
+        return b"".join(self.token_bytes[token_id] for token_id in ids)
 
     def decode(self, ids) -> str:
         """The text of ``ids``; bytes that are not valid UTF-8 (a cut character) become U+FFFD."""
