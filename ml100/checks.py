@@ -828,23 +828,24 @@ def check_kv_cache_update(owner: str, n_layer: int, max_length: int, layer: int,
         raise ValueError(f"{owner}: full: {length} cached + {key_shape[2]} new steps exceed max_length = {max_length}")
 
 
-def check_yolo_targets(owner: str, dtype: str, config, predictions, objectness, boxes, classes, channels_last: bool,
+def check_yolo_targets(owner: str, dtype: str, config, predictions, target, channels_last: bool,
                        check_values: bool = True) -> None:
     """Days 60-62: raw YOLO ``predictions`` ``(N, A(5+C), S, S)`` (``(N, S, S, A(5+C))`` channels-last)
-    and the targets of ``ml100.scenes.assign_targets``: ``objectness`` ``(N, S, S, A)`` of 0.0 and 1.0,
-    ``boxes`` ``(N, S, S, A, 4)``, both in ``dtype``, and integer ``classes`` ``(N, S, S, A)`` (their
-    range is the class loss's check). ``check_values`` is False where values are symbolic (tf.function)."""
+    and ``ml100.scenes.Targets.packed()``: ``target`` ``(N, S, S, A, 6)`` in ``dtype``, fields
+    objectness (0.0 or 1.0), tx, ty, tw, th, class index (a whole number in [0, C)).
+    ``check_values`` is False where values are symbolic (tf.function)."""
     s, a, k = config.grid_size, config.num_anchors, config.num_anchors * (5 + config.num_classes)
     n = predictions.shape[0]
     layout = (n, s, s, k) if channels_last else (n, k, s, s)
     check_input(owner, "predictions", predictions.shape, predictions.dtype, expected_dtype=dtype, shape_like=layout)
-    check_input(owner, "target_objectness", objectness.shape, objectness.dtype, expected_dtype=dtype, shape_like=(n, s, s, a))
-    check_input(owner, "target_boxes", boxes.shape, boxes.dtype, expected_dtype=dtype, shape_like=(n, s, s, a, 4))
-    check_input(owner, "target_classes", classes.shape, classes.dtype, shape_like=(n, s, s, a))
-    if not dtype_name(classes.dtype).startswith(("int", "uint")):
-        raise TypeError(f"{owner}: target_classes must hold integer class indices, got dtype {dtype_name(classes.dtype)}")
-    if check_values and not np.all((np.asarray(objectness) == 0) | (np.asarray(objectness) == 1)):
-        raise ValueError(f"{owner}: target_objectness must hold only 0.0 (no object) and 1.0 (object)")
+    check_input(owner, "target", target.shape, target.dtype, expected_dtype=dtype, shape_like=(n, s, s, a, 6))
+    if not check_values:
+        return
+    objectness, classes = np.asarray(target)[..., 0], np.asarray(target)[..., 5]
+    if not np.all((objectness == 0) | (objectness == 1)):
+        raise ValueError(f"{owner}: target objectness (field 0) must hold only 0.0 (no object) and 1.0 (object)")
+    if not np.all((classes == np.round(classes)) & (classes >= 0) & (classes < config.num_classes)):
+        raise ValueError(f"{owner}: target class (field 5) must hold whole numbers in [0, {config.num_classes})")
 
 
 # --- day 50: decoding (greedy, temperature, top-k, top-p, sampling) -------------------------------

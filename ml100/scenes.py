@@ -43,6 +43,8 @@ SHAPE_NAMES = ("circle", "square", "triangle")
 SIZE_RANGE = (10, 26)
 #: How many random placements a shape gets before the scene keeps the shapes it has.
 PLACEMENT_TRIES = 50
+#: The fields of a packed target (:meth:`Targets.packed`), per image, cell and anchor.
+TARGET_FIELDS = ("objectness", "tx", "ty", "tw", "th", "class")
 #: Smallest per-channel distance (0..255) between a shape's colour and the background at its centre.
 MIN_CONTRAST = 90
 
@@ -68,6 +70,12 @@ class Targets:
     boxes: np.ndarray
     classes: np.ndarray
     dropped: int
+
+    def packed(self) -> np.ndarray:
+        """The three arrays as the loss takes them, one ``(N, S, S, A, 6)`` array in their dtype: fields
+        :data:`TARGET_FIELDS` (the class index as a float, exact for any class count)."""
+        classes = self.classes.astype(self.boxes.dtype)[..., None]  # (N, S, S, A, 1)
+        return np.concatenate([self.objectness[..., None], self.boxes, classes], axis=-1)  # (N, S, S, A, 6)
 
 
 def make_scenes(n: int, seed: int = 0, image_size: int = 64, max_shapes: int = 4, layout: str = "NHWC",
