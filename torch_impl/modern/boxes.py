@@ -1,0 +1,227 @@
+r"""Day 58: boxes — formats, area, IoU, generalized IoU and the GIoU loss (``torchvision.ops``).
+
+A box is four numbers on the last axis, in one of torchvision's formats: ``xyxy``
+:math:`(x_1, y_1, x_2, y_2)` (corners), ``xywh`` :math:`(x_1, y_1, w, h)`, ``cxcywh``
+:math:`(c_x, c_y, w, h)`. Every conversion goes through corners, as ``box_convert`` does:
+
+.. math::  \text{xywh} \to \text{xyxy}: (x, y, x + w, y + h), \qquad
+           \text{cxcywh} \to \text{xyxy}: (c_x - \tfrac12 w,\ c_y - \tfrac12 h,\ c_x + \tfrac12 w,\ c_y + \tfrac12 h),
+
+and back: :math:`w = x_2 - x_1`, :math:`c_x = (x_1 + x_2)/2`. The area of a box is
+:math:`A = (x_2 - x_1)(y_2 - y_1)` (:math:`wh` in the other formats). For two boxes :math:`a, b`:
+
+.. math::  I = [\min(x_2^a, x_2^b) - \max(x_1^a, x_1^b)]_+ \, [\min(y_2^a, y_2^b) - \max(y_1^a, y_1^b)]_+ ,
+           \qquad U = A_a + A_b - I, \qquad \mathrm{IoU} = I / U,
+
+with :math:`[t]_+ = \max(t, 0)`. The smallest enclosing box :math:`C` (corners :math:`\min` of the
+first, :math:`\max` of the second) gives ``generalized_box_iou``
+:math:`\mathrm{GIoU} = \mathrm{IoU} - (C - U)/C`, in :math:`(-1, 1]`, and the GIoU loss of a pair
+:math:`1 - \mathrm{GIoU}_\epsilon` with :math:`\epsilon` (``eps``) added to both denominators:
+:math:`\mathrm{IoU}_\epsilon = I/(U + \epsilon)`, :math:`\mathrm{GIoU}_\epsilon = \mathrm{IoU}_\epsilon
+- (C - U)/(C + \epsilon)`. ``box_iou`` and ``generalized_box_iou`` are pairwise (``(..., N, 4)``
+against ``(..., M, 4)`` gives ``(..., N, M)``); the loss takes pairs element by element.
+
+Autograd derives what the NumPy tree writes by hand; torch's own rules are the ones the NumPy
+tree copies: ``clamp(min=0)`` passes the gradient only where its input is :math:`> 0`, and
+``maximum``/``minimum`` send half of it to each argument on a tie (identical boxes) and all of it
+to both when one is NaN.
+
+Degenerate boxes behave as torchvision's: two zero-area boxes have :math:`I = U = 0`, an IoU of
+NaN (0/0) that the loss's :math:`\epsilon` turns into 0; an inverted box (:math:`x_2 < x_1`) has a
+negative area, used as it is; NaN and :math:`\pm\infty` propagate as torch's ops propagate them.
+The loss counts an intersection only where it is strictly positive on both axes (``fvcore``'s
+form, which torchvision keeps), and its ``mean`` over no pairs is 0, not NaN.
+
+Each differentiable op is a parameter-free module; the functions of torchvision's names
+(``box_convert``, ``box_iou``, …) build the module and call it, so autograd sees every op.
+"""
+from __future__ import annotations
+
+import torch
+
+from ml100.checks import BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice, check_positive
+
+from ..module import Module
+
+
+def unbind(boxes: torch.Tensor) -> list[torch.Tensor]:
+    """The four coordinates of ``(..., 4)`` boxes, each ``(...)``."""
+    return list(boxes.unbind(-1))
+
+
+def to_xyxy(boxes: torch.Tensor, fmt: str) -> torch.Tensor:
+    """Boxes of format ``fmt`` as corners ``(x1, y1, x2, y2)``."""
+    a, b, c, d = unbind(boxes)
+    if fmt == "xywh":
+        return torch.stack((a, b, a + c, b + d), dim=-1)  # (..., 4)
+    if fmt == "cxcywh":
+        return torch.stack((a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d), dim=-1)  # (..., 4)
+    return boxes
+
+
+def from_xyxy(boxes: torch.Tensor, fmt: str) -> torch.Tensor:
+    """Corners ``(x1, y1, x2, y2)`` as boxes of format ``fmt``."""
+    x1, y1, x2, y2 = unbind(boxes)
+    if fmt == "xywh":
+        return torch.stack((x1, y1, x2 - x1, y2 - y1), dim=-1)  # (..., 4)
+    if fmt == "cxcywh":
+        return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)  # (..., 4)
+    return boxes
+
+
+def broadcast_pairs(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pair side by side: ``(..., N, 4)`` and ``(..., M, 4)`` as two ``(..., N, M, 4)``."""
+    return torch.broadcast_tensors(boxes1[..., :, None, :], boxes2[..., None, :, :])
+
+
+class BoxConvert(Module):
+    """``box_convert(boxes, in_fmt, out_fmt)`` as a module: ``(..., 4)`` in, ``(..., 4)`` out."""
+
+    def __init__(self, in_fmt: str, out_fmt: str, dtype="float32"):
+        super().__init__(dtype)
+        check_choice("BoxConvert", "in_fmt", in_fmt, BOX_FORMATS)
+        check_choice("BoxConvert", "out_fmt", out_fmt, BOX_FORMATS)
+        self.in_fmt, self.out_fmt = in_fmt, out_fmt
+
+    def forward(self, boxes: torch.Tensor) -> torch.Tensor:
+        check_boxes("BoxConvert", "boxes", boxes, self.dtype)
+        if self.in_fmt == self.out_fmt:
+            return boxes.clone()  # (..., 4)
+        return from_xyxy(to_xyxy(boxes, self.in_fmt), self.out_fmt)  # (..., 4)
+
+
+class BoxArea(Module):
+    """``box_area(boxes, fmt)`` as a module: ``(..., 4)`` in, ``(...)`` out."""
+
+    def __init__(self, fmt: str = "xyxy", dtype="float32"):
+        super().__init__(dtype)
+        check_choice("BoxArea", "fmt", fmt, BOX_FORMATS)
+        self.fmt = fmt
+
+    def forward(self, boxes: torch.Tensor) -> torch.Tensor:
+        check_boxes("BoxArea", "boxes", boxes, self.dtype)
+        x1, y1, x2, y2 = unbind(boxes)
+        # Corners give the sides as differences; the other formats hold them as w, h.
+        width, height = (x2 - x1, y2 - y1) if self.fmt == "xyxy" else (x2, y2)  # (...), (...)
+        return width * height  # (...)
+
+
+class BoxInterUnion(Module):
+    """Pairwise intersection and union areas (torchvision's ``_box_inter_union``): boxes
+    ``(..., N, 4)`` and ``(..., M, 4)`` in format ``fmt`` give ``inter, union`` ``(..., N, M)``."""
+
+    def __init__(self, fmt: str = "xyxy", dtype="float32"):
+        super().__init__(dtype)
+        check_choice("BoxInterUnion", "fmt", fmt, BOX_FORMATS)
+        self.fmt = fmt
+        # Each used twice per call (once per set of boxes).
+        self.corners = BoxConvert(fmt, "xyxy", dtype)
+        self.area = BoxArea(fmt, dtype)
+
+    def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor):
+        check_box_pairs("BoxInterUnion", self.dtype, boxes1, boxes2, pairwise=True)
+        area1, area2 = self.area(boxes1), self.area(boxes2)  # (..., N), (..., M)
+        first, second = broadcast_pairs(self.corners(boxes1), self.corners(boxes2))  # (..., N, M, 4) each
+        lt = torch.maximum(first[..., :2], second[..., :2])  # (..., N, M, 2)
+        rb = torch.minimum(first[..., 2:], second[..., 2:])  # (..., N, M, 2)
+        sides = rb - lt  # (..., N, M, 2)
+        wh = sides.clamp(min=0)  # (..., N, M, 2)
+        inter = wh[..., 0] * wh[..., 1]  # (..., N, M)
+        union = area1[..., :, None] + area2[..., None, :] - inter  # (..., N, M)
+        return inter, union
+
+
+class BoxIoU(Module):
+    """``box_iou(boxes1, boxes2, fmt)`` as a module: ``(..., N, 4)``, ``(..., M, 4)`` -> ``(..., N, M)``."""
+
+    def __init__(self, fmt: str = "xyxy", dtype="float32"):
+        super().__init__(dtype)
+        self.inter_union = BoxInterUnion(fmt, dtype)
+
+    def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+        inter, union = self.inter_union(boxes1, boxes2)  # (..., N, M) each
+        iou = inter / union  # (..., N, M)
+        return iou
+
+
+class GeneralizedBoxIoU(Module):
+    """``generalized_box_iou(boxes1, boxes2)`` as a module, corners only (as torchvision):
+    ``(..., N, 4)``, ``(..., M, 4)`` -> ``(..., N, M)``."""
+
+    def __init__(self, dtype="float32"):
+        super().__init__(dtype)
+        self.inter_union = BoxInterUnion("xyxy", dtype)
+
+    def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+        inter, union = self.inter_union(boxes1, boxes2)  # (..., N, M) each
+        iou = inter / union  # (..., N, M)
+        first, second = broadcast_pairs(boxes1, boxes2)  # (..., N, M, 4) each
+        lt = torch.minimum(first[..., :2], second[..., :2])  # (..., N, M, 2)
+        rb = torch.maximum(first[..., 2:], second[..., 2:])  # (..., N, M, 2)
+        sides = rb - lt  # (..., N, M, 2)
+        wh = sides.clamp(min=0)  # (..., N, M, 2)
+        enclosing = wh[..., 0] * wh[..., 1]  # (..., N, M)
+        penalty = (enclosing - union) / enclosing  # (..., N, M)
+        return iou - penalty
+
+
+class GeneralizedBoxIoULoss(Module):
+    """``generalized_box_iou_loss(boxes1, boxes2, reduction, eps)`` as a module: corner boxes of one
+    shape ``(..., 4)``, paired element by element, give ``1 - GIoU_eps`` of shape ``(...)``
+    (``reduction="none"``) or its mean or sum (a scalar; the mean of no pairs is 0)."""
+
+    def __init__(self, reduction: str = "none", eps: float = 1e-7, dtype="float32"):
+        super().__init__(dtype)
+        check_choice("GeneralizedBoxIoULoss", "reduction", reduction, BOX_LOSS_REDUCTIONS)
+        self.reduction = reduction
+        self.eps = check_positive("GeneralizedBoxIoULoss", "eps", eps)
+        # Used twice per call, once per set of boxes, for the union.
+        self.area = BoxArea("xyxy", dtype)
+
+    def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+        check_box_pairs("GeneralizedBoxIoULoss", self.dtype, boxes1, boxes2, pairwise=False)
+        first, second = boxes1[..., :2], boxes2[..., :2]  # (..., 2) each
+        lt, rb = torch.maximum(first, second), torch.minimum(boxes1[..., 2:], boxes2[..., 2:])  # (..., 2) each
+        # fvcore's form: an intersection counts only where it is positive on both axes.
+        overlaps = torch.all(rb > lt, dim=-1, keepdim=True)  # (..., 1)
+        sides = torch.where(overlaps, rb - lt, 0.0)  # (..., 2)
+        inter = sides[..., 0] * sides[..., 1]  # (...)
+        union = self.area(boxes1) + self.area(boxes2) - inter  # (...)
+        iou = inter / (union + self.eps)  # (...)
+        enclosing_sides = torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) - torch.minimum(first, second)  # (..., 2)
+        enclosing = enclosing_sides[..., 0] * enclosing_sides[..., 1]  # (...)
+        penalty = (enclosing - union) / (enclosing + self.eps)  # (...)
+        loss = 1.0 - (iou - penalty)  # (...)
+        if self.reduction == "sum":
+            return loss.sum()  # ()
+        if self.reduction == "mean":
+            # torchvision: the mean of no pairs is 0 (0 * an empty sum), not NaN.
+            return loss.mean() if loss.numel() else 0.0 * loss.sum()  # ()
+        return loss
+
+
+def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
+    """``torchvision.ops.box_convert``: ``(..., 4)`` boxes from ``in_fmt`` to ``out_fmt``."""
+    return BoxConvert(in_fmt, out_fmt, box_dtype("box_convert", "boxes", boxes))(boxes)
+
+
+def box_area(boxes: torch.Tensor, fmt: str = "xyxy") -> torch.Tensor:
+    """``torchvision.ops.box_area``: the area ``(...)`` of ``(..., 4)`` boxes."""
+    return BoxArea(fmt, box_dtype("box_area", "boxes", boxes))(boxes)
+
+
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, fmt: str = "xyxy") -> torch.Tensor:
+    """``torchvision.ops.box_iou``: pairwise IoU ``(..., N, M)``."""
+    return BoxIoU(fmt, box_dtype("box_iou", "boxes1", boxes1))(boxes1, boxes2)
+
+
+def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """``torchvision.ops.generalized_box_iou``: pairwise GIoU ``(..., N, M)`` of corner boxes."""
+    return GeneralizedBoxIoU(box_dtype("generalized_box_iou", "boxes1", boxes1))(boxes1, boxes2)
+
+
+def generalized_box_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none",
+                             eps: float = 1e-7) -> torch.Tensor:
+    """``torchvision.ops.generalized_box_iou_loss``: ``1 - GIoU`` of corner boxes paired element by element."""
+    dtype = box_dtype("generalized_box_iou_loss", "boxes1", boxes1)
+    return GeneralizedBoxIoULoss(reduction, eps, dtype)(boxes1, boxes2)
