@@ -78,20 +78,27 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, iscrowd: np.ndarray | None =
     return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)  # (n, m)
 
 
-def _check_array(where: str, value, ndim: int, last_dim: int | None, length: int | None, integer: bool) -> np.ndarray:
-    """One field of one image's dict: a NumPy array of the right rank, size and kind."""
+#: What each field may hold: NumPy dtype kinds, and the word an error uses for them.
+FIELD_KINDS = {"real": ("iuf", "real numbers"), "integer": ("iu", "integer numbers"), "flag": ("biu", "0/1 flags")}
+
+
+def _check_array(where: str, value, ndim: int, last_dim: int | None, length: int | None, kind: str) -> np.ndarray:
+    """One field of one image's dict: a NumPy array of the right rank, size and kind (``FIELD_KINDS``),
+    converted to float64 (real), int64 (integer) or bool (flag)."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{OWNER}: {where} must be a numpy.ndarray, got {type(value).__name__}")
     check_input(OWNER, where, value.shape, value.dtype, ndim=ndim, last_dim=last_dim)
     if length is not None and len(value) != length:
         raise ValueError(f"{OWNER}: {where} must have {length} rows (one per box), got {len(value)}")
-    kind = "biu" if integer else "biuf"
-    if value.dtype.kind not in kind:
-        wanted = "integer" if integer else "real"
-        raise TypeError(f"{OWNER}: {where} must hold {wanted} numbers, got dtype {value.dtype}")
-    if not integer and not np.all(np.isfinite(value)):
+    dtype_kinds, wanted = FIELD_KINDS[kind]
+    if value.dtype.kind not in dtype_kinds:
+        raise TypeError(f"{OWNER}: {where} must hold {wanted}, got dtype {value.dtype}")
+    if kind == "real" and not np.all(np.isfinite(value)):
         raise ValueError(f"{OWNER}: {where} must be finite, got NaN or inf")
-    return value.astype(np.int64 if integer else np.float64)
+    # A crowd flag of 2 is a bug in the caller's data, not a "yes".
+    if kind == "flag" and not np.all((value == 0) | (value == 1)):
+        raise ValueError(f"{OWNER}: {where} must hold 0/1 flags, got values {np.unique(value).tolist()}")
+    return value.astype({"real": np.float64, "integer": np.int64, "flag": bool}[kind])
 
 
 def _check_image(where: str, item, keys: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -103,16 +110,14 @@ def _check_image(where: str, item, keys: tuple[str, ...], optional: tuple[str, .
     if missing or unknown:
         raise ValueError(f"{OWNER}: {where} must have keys {keys} (optional {optional}), missing {missing}, "
                          f"unknown {unknown}")
-    boxes = _check_array(f"{where}['boxes']", item["boxes"], 2, 4, None, False)
+    boxes = _check_array(f"{where}['boxes']", item["boxes"], 2, 4, None, "real")
     if np.any(boxes[:, 2:] < boxes[:, :2]):
         raise ValueError(f"{OWNER}: {where}['boxes'] must be xyxy with x2 >= x1 and y2 >= y1")
     n = len(boxes)
-    checked = {"boxes": boxes, "labels": _check_array(f"{where}['labels']", item["labels"], 1, None, n, True)}
-    for key in ("scores", "area"):
+    checked = {"boxes": boxes, "labels": _check_array(f"{where}['labels']", item["labels"], 1, None, n, "integer")}
+    for key, kind in (("scores", "real"), ("area", "real"), ("iscrowd", "flag")):
         if key in item:
-            checked[key] = _check_array(f"{where}['{key}']", item[key], 1, None, n, False)
-    if "iscrowd" in item:
-        checked["iscrowd"] = _check_array(f"{where}['iscrowd']", item["iscrowd"], 1, None, n, True).astype(bool)
+            checked[key] = _check_array(f"{where}['{key}']", item[key], 1, None, n, kind)
     return checked
 
 
@@ -173,9 +178,10 @@ def match_image(ious: np.ndarray, gt_ignored: np.ndarray, gt_crowd: np.ndarray,
 
 
 def evaluate_image(pred: dict, target: dict, label: int, area_range: tuple[float, float], thresholds: np.ndarray,
-                   max_detections: int) -> dict[str, np.ndarray]:
+                   max_detections: int | None) -> dict[str, np.ndarray]:
     """One image, one class, one area range (pycocotools' ``evaluateImg``): the kept detections'
-    scores ``(D,)``, ``matched`` and ``ignored`` ``(T, D)``, and the GTs' ``ignored`` ``(G,)``."""
+    scores ``(D,)``, ``matched`` and ``ignored`` ``(T, D)``, and the GTs' ``ignored`` ``(G,)``.
+    ``max_detections=None`` keeps every detection (VOC has no cap)."""
     in_class = pred["labels"] == label  # (n,)
     # Stable sort: equal scores keep their input order, as pycocotools' mergesort.
     order = np.argsort(-pred["scores"][in_class], kind="mergesort")[:max_detections]  # (D,)
@@ -270,7 +276,7 @@ def _class_ids(preds: list[dict], targets: list[dict], class_ids) -> np.ndarray:
 
 
 def evaluate(preds: list[dict], targets: list[dict], classes: np.ndarray, thresholds: np.ndarray,
-             recall_thresholds: np.ndarray, max_detections: int) -> tuple[np.ndarray, np.ndarray, list]:
+             recall_thresholds: np.ndarray, max_detections: int | None) -> tuple[np.ndarray, np.ndarray, list]:
     """COCO's table: ``precision`` ``(T, R, K, A)`` and ``recall`` ``(T, K, A)`` (-1 where a class
     has no regular GT), and the ``(recall, precision)`` curves of area range "all", one per class."""
     shape = (len(thresholds), len(classes), len(COCO_AREA_RANGES))
@@ -342,6 +348,6 @@ def voc_average_precision(preds: list[dict], targets: list[dict], iou_threshold:
     preds, targets = check_detections(preds, targets)
     thresholds = check_thresholds("iou_threshold", [iou_threshold], COCO_IOU_THRESHOLDS)
     classes = _class_ids(preds, targets, class_ids)
-    _, _, curves = evaluate(preds, targets, classes, thresholds, COCO_RECALL_THRESHOLDS, max_detections=2 ** 62)
+    _, _, curves = evaluate(preds, targets, classes, thresholds, COCO_RECALL_THRESHOLDS, max_detections=None)
     per_class = np.array([all_point_average_precision(rc, pr)[0] if num_gt else -1.0 for rc, pr, num_gt in curves])
     return {"map": _mean_present(per_class), "ap_per_class": per_class, "classes": classes}
