@@ -520,6 +520,12 @@ class GPTConfig(ModelConfig):
                 shapes[f"{prefix}.mlp.dropout"] = (batch, steps, self.n_embd)
         return shapes
 
+    def dropout_p(self, site: str) -> float:
+        """The probability of the dropout site ``site`` (a key of :meth:`dropout_shapes`), by its last name."""
+        probabilities = {"drop": self.embd_pdrop, "attn_dropout": self.attn_pdrop, "resid_dropout": self.resid_pdrop,
+                         "dropout": self.resid_pdrop}
+        return probabilities[site.rsplit(".", 1)[-1]]
+
 
 @dataclasses.dataclass(frozen=True)
 class YOLOConfig(ModelConfig):
