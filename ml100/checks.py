@@ -925,3 +925,21 @@ def check_nms_inputs(owner: str, boxes, scores, iou_threshold, idxs=None) -> flo
             raise TypeError(f"{owner}: idxs must have an integer dtype (int32 or int64), got {dtype_name(idxs.dtype)}")
         check_input(owner, "idxs", idxs.shape, idxs.dtype, shape_like=(count,))
     return check_real(owner, "iou_threshold", iou_threshold)
+
+
+# --- day 51: generation with a KV cache ----------------------------------------------------------
+
+def check_generate_inputs(owner: str, config, input_ids, max_new_tokens, uniforms) -> int:
+    """``generate``'s arguments: prompt ids ``(B, T)`` (checked by the model), ``max_new_tokens`` an
+    int >= 1 with ``T + max_new_tokens <= n_positions``, and ``uniforms`` ``None`` (greedy) or float64
+    ``(max_new_tokens, B)``, one draw per step and sequence. Returns ``max_new_tokens``."""
+    max_new_tokens = check_int(owner, "max_new_tokens", max_new_tokens, 1)
+    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
+    batch, steps = map(int, input_ids.shape)
+    if steps + max_new_tokens > config.n_positions:
+        raise ValueError(f"{owner}: {steps} prompt + {max_new_tokens} new tokens exceed n_positions = "
+                         f"{config.n_positions}")
+    if uniforms is not None:
+        check_input(owner, "uniforms", uniforms.shape, uniforms.dtype, expected_dtype="float64",
+                    shape_like=(max_new_tokens, batch))
+    return max_new_tokens
