@@ -4,14 +4,19 @@
     ml100 list --markdown > docs/curriculum.md  # the same as the docs' table
     ml100 run train_mlp --backend tf            # examples/train_mlp.py with its own arguments
     ml100 run train_mlp --compare --dtype float64
+    ml100 exercise start 6 --backend numpy      # a skeleton of day 6's module to write (docs/exercises.md)
+    ml100 exercise check 6 --backend numpy      # grade it with the day's parity tests
 """
 from __future__ import annotations
 
 import argparse
 import runpy
 import sys
+from pathlib import Path
 
+from .backends import BACKENDS
 from .curriculum import ROOT, markdown, status
+from .exercise import DEFAULT_DIR, ExerciseError, check, command, functions_to_write, start, table
 
 EXAMPLES = ROOT / "examples"
 
@@ -49,6 +54,24 @@ def run_example(name: str, args: list[str]) -> int:
     return 0
 
 
+def exercise(action: str, day: int, backend: str, directory: Path, force: bool) -> int:
+    """``start``: write the day's skeleton and say what to write; ``check``: print the graded table.
+    Exit code 0 when every check passes, 1 otherwise; a refused request is one line on stderr."""
+    try:
+        if action == "start":
+            path = start(day, backend, directory, force)
+            names = functions_to_write(path.read_text())
+            print(f"wrote {path}: {len(names)} to write: {', '.join(names)}")
+            print(f"then: {command('check', day, backend, directory)}")
+            return 0
+        checks, path = check(day, backend, directory)
+    except (ExerciseError, ValueError) as error:
+        raise SystemExit(f"ml100 exercise {action}: {error}") from None
+    print(f"day {day}, {backend}: {path}")
+    print(table(checks))
+    return 0 if all(row.passed for row in checks) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml100", description="The 100-day ML curriculum in NumPy, PyTorch and TensorFlow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,9 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run an example script, e.g. `ml100 run train_mlp --backend torch`")
     run.add_argument("example", help="example name (a file in examples/)")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the example")
+    practice = commands.add_parser("exercise", help="write a day's module yourself: `start` a skeleton, `check` it (docs/exercises.md)")
+    practice.add_argument("action", choices=["start", "check"])
+    practice.add_argument("day", type=int, help="curriculum day (`ml100 list` shows the built ones)")
+    practice.add_argument("--backend", choices=list(BACKENDS), required=True, help="which tree's module to write")
+    practice.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="folder of your exercises (default: ./exercises)")
+    practice.add_argument("--force", action="store_true", help="start: overwrite an existing skeleton")
     options = parser.parse_args(argv)
     if options.command == "list":
         return list_days(options.markdown)
+    if options.command == "exercise":
+        if options.force and options.action == "check":
+            practice.error("--force is for `start` (it overwrites a skeleton); `check` never writes")
+        return exercise(options.action, options.day, options.backend, options.dir, options.force)
     return run_example(options.example, options.args)
 
 
