@@ -14,7 +14,8 @@ refine them; a final LayerNorm and the **tied** head (``wte`` again, transposed)
 with :math:`K` the positions ``t < T`` whose next label is not -100 (the loss shifts inside, as
 Hugging Face: position :math:`t` predicts token :math:`t+1`). Attention is causal multi-head
 attention (day 41's ``ScaledDotProductAttention`` on heads ``(B, H, T, d)``, query :math:`i` sees keys
-:math:`j \le p + i`); :math:`\mathrm{MLP}(u) = \mathrm{GELU}_\tanh(u W_\text{fc} + b_\text{fc}) W_\text{proj} + b_\text{proj}`.
+:math:`j \le p + i`);
+:math:`\mathrm{MLP}(u) = \mathrm{GELU}_\tanh(u W_\text{fc} + b_\text{fc}) W_\text{proj} + b_\text{proj}`.
 
 Every dense map is Hugging Face's ``Conv1D``: :math:`y = x W + b` with :math:`W` stored ``(in, out)``,
 the transpose of ``nn.Linear``'s ``(out, in)``, so GPT-2 checkpoints load unchanged. The tied head
@@ -103,7 +104,8 @@ def causal_mask(steps: int, total: int) -> np.ndarray:
 
 
 def _maybe_drop(x: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
-    """Inverted dropout with ``keep`` (0 or 1/(1-p)); ``None`` (off) is the identity. The same map takes a gradient back."""
+    """Inverted dropout with ``keep`` (0 or 1/(1-p)); ``None`` (off) is the identity. The same map
+    takes a gradient back."""
     return x if keep is None else drop(x, keep)
 
 
@@ -124,17 +126,20 @@ class GPTAttention(Module):
 
     def forward(self, hidden_states: np.ndarray, keep: dict, cache=None) -> np.ndarray:
         qkv = self.c_attn(hidden_states)  # (B, T, 3E)
-        query, key, value = (split_heads(part, self.num_heads) for part in np.split(qkv, 3, axis=-1))  # (B, H, T, d) each
+        # (B, H, T, d) each
+        query, key, value = (split_heads(part, self.num_heads) for part in np.split(qkv, 3, axis=-1))
         if cache is not None:
             # The keys and values of every earlier step join this step's (inference only: nothing flows back).
             key, value = cache.update(self.layer_idx, key, value)  # (B, H, S, d) each
         mask = causal_mask(query.shape[-2], key.shape[-2])  # (T, S)
-        attended, _ = self.attention(query, key, value, attn_mask=mask, dropout_mask=keep.get("attn_dropout"))  # (B, H, T, d)
+        attended, _ = self.attention(query, key, value, attn_mask=mask,
+                                     dropout_mask=keep.get("attn_dropout"))  # (B, H, T, d)
         return _maybe_drop(self.c_proj(merge_heads(attended)), keep.get("resid_dropout"))  # (B, T, E)
 
     def backward(self, grad_output: np.ndarray, keep: dict) -> np.ndarray:
         grad_merged = self.c_proj.backward(_maybe_drop(grad_output, keep.get("resid_dropout")))  # (B, T, E)
-        grad_query, grad_key, grad_value, _ = self.attention.backward(split_heads(grad_merged, self.num_heads))  # (B, H, T, d) each
+        # (B, H, T, d) each; the mask is boolean: no gradient for it.
+        grad_query, grad_key, grad_value, _ = self.attention.backward(split_heads(grad_merged, self.num_heads))
         grad_qkv = np.concatenate([merge_heads(g) for g in (grad_query, grad_key, grad_value)], axis=-1)  # (B, T, 3E)
         return self.c_attn.backward(grad_qkv)  # (B, T, E)
 
@@ -182,8 +187,10 @@ class GPTBlock(Module):
 
     def backward(self, grad_output: np.ndarray, keep: dict) -> np.ndarray:
         # Each residual sum passes its gradient straight through and into its branch: the two add.
-        grad_attended = grad_output + self.ln_2.backward(self.mlp.backward(grad_output, _sub_masks(keep, "mlp")))  # (B, T, E)
-        return grad_attended + self.ln_1.backward(self.attn.backward(grad_attended, _sub_masks(keep, "attn")))  # (B, T, E)
+        grad_branch = self.mlp.backward(grad_output, _sub_masks(keep, "mlp"))  # (B, T, E)
+        grad_attended = grad_output + self.ln_2.backward(grad_branch)  # (B, T, E)
+        grad_branch = self.attn.backward(grad_attended, _sub_masks(keep, "attn"))  # (B, T, E)
+        return grad_attended + self.ln_1.backward(grad_branch)  # (B, T, E)
 
 
 class GPTModel(Module):
@@ -241,7 +248,8 @@ class GPT(Module):
         dropout_on = self.training and bool(self.config.dropout_shapes(1, 1))
         masks = check_gpt_dropout_masks("GPT", self.config, dropout_masks, batch, steps, dropout_on, cache is not None)
         # Kept entries scaled by 1/(1-p) of their site; keys lose "transformer." to match the submodules.
-        keep = {name.removeprefix("transformer."): mask.astype(self.dtype) * dropout_scale(self.config.dropout_p(name))
+        keep = {name.removeprefix("transformer."):
+                mask.astype(self.dtype) * dropout_scale(self.config.dropout_p(name))
                 for name, mask in masks.items()}
         hidden = self.transformer(input_ids, keep, past_length, cache)  # (B, T, E)
         # The tied head: the token table, transposed, scores every token of the vocabulary.
@@ -265,7 +273,9 @@ class GPT(Module):
         weight = self.transformer.wte.params["weight"]  # (V, E)
         # The head's use of the tied table; the lookup's use adds in transformer.backward.
         rows = batch * steps
-        self.transformer.wte.grads["weight"] += grad_logits.reshape(rows, vocab).T @ hidden.reshape(rows, self.config.n_embd)  # (V, E)
+        grad_rows = grad_logits.reshape(rows, vocab)  # (R, V)
+        hidden_rows = hidden.reshape(rows, self.config.n_embd)  # (R, E)
+        self.transformer.wte.grads["weight"] += grad_rows.T @ hidden_rows  # (V, E)
         self.transformer.backward(grad_logits @ weight, keep)
         # The ids and labels are integers: no input gradient.
         return None

@@ -286,11 +286,12 @@ def error_cases():
          "GPT: input_ids must hold at least one token per sequence, got shape (1, 0)"),
         ("label out of range", lambda m, cv: m.GPT(CONFIG)(cv(ids), cv(np.array([[0, 50, -100]]))), ValueError,
          "GPT: labels must lie in [0, 50) or be -100 (ignored), got [50]"),
-        ("labels of another shape", lambda m, cv: m.GPT(CONFIG)(cv(ids), cv(np.zeros((1, 2), dtype=np.int64))), ValueError,
+        ("labels of another shape", lambda m, cv: m.GPT(CONFIG)(cv(ids), cv(np.zeros((1, 2), dtype=np.int64))),
+         ValueError,
          "GPT: labels must have shape (1, 3), got (1, 2)"),
         ("dropout on without masks", lambda m, cv: m.GPT(DROPOUT)(cv(ids)), ValueError,
-         "GPT: dropout is on (training, a probability > 0), so dropout_masks, a dict keyed as config.dropout_shapes(B, T) "
-         "names them (bool, True = keep), must be given, got None"),
+         "GPT: dropout is on (training, a probability > 0), so dropout_masks, a dict keyed as "
+         "config.dropout_shapes(B, T) names them (bool, True = keep), must be given, got None"),
         ("masks with dropout off", lambda m, cv: m.GPT(CONFIG)(cv(ids), dropout_masks={}), ValueError,
          "GPT: dropout_masks was given but dropout is off (every probability 0, or eval mode)"),
         ("a mask of the wrong shape", lambda m, cv: m.GPT(DROPOUT)(cv(ids), dropout_masks={
@@ -311,9 +312,11 @@ def test_errors(tree, what, call, error, message):
 
 @pytest.mark.parametrize("changes, message", [
     ({"n_head": 3}, "GPTConfig: n_head must divide n_embd = 16, got 3"),
-    ({"attn_pdrop": 1.0}, "GPTConfig: attn_pdrop must be < 1 (a probability of dropping; 1 would divide by zero), got 1.0"),
+    ({"attn_pdrop": 1.0},
+     "GPTConfig: attn_pdrop must be < 1 (a probability of dropping; 1 would divide by zero), got 1.0"),
     ({"resid_pdrop": -0.1}, "GPTConfig: resid_pdrop must be a finite number >= 0, got -0.1"),
-    ({"layer_norm_epsilon": 0.0}, "GPTConfig: layer_norm_epsilon must be > 0 (a constant row would divide 0 by 0), got 0.0"),
+    ({"layer_norm_epsilon": 0.0},
+     "GPTConfig: layer_norm_epsilon must be > 0 (a constant row would divide 0 by 0), got 0.0"),
     ({"activation_function": "relu"}, "GPTConfig: activation_function must be one of: gelu_new, got 'relu'"),
     ({"n_inner": 0}, "GPTConfig: n_inner must be an int >= 1, got 0"),
 ])

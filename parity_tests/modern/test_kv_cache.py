@@ -10,7 +10,6 @@ backward is checked (the GPT's own backward is day 49's).
 """
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 from transformers import DynamicCache
 
@@ -135,6 +134,20 @@ def test_generate_sampling_is_the_same_in_every_tree():
         np.testing.assert_array_equal(ids, first, err_msg=name)
 
 
+def update_twice(topic, convert, max_length: int, first: np.ndarray, second: np.ndarray) -> None:
+    """Two updates of layer 0 of a two-layer cache, each with one array as key and value."""
+    cache = topic.KVCache(2, max_length)
+    for key in (first, second):
+        cache.update(0, convert(key), convert(key))
+
+
+def decode_twice(gpt, topic, convert, first_steps: int, second_steps: int) -> None:
+    """Two cached forwards of an eval-mode GPT, the sequence's first tokens each time."""
+    cache = topic.KVCache(gpt.config.n_layer, 16)
+    for steps in (first_steps, second_steps):
+        gpt(convert(IDS[:, :steps]), cache=cache)
+
+
 def error_cases():
     """(what, call(topic, gpt_topic, convert), error, message), the same text in every tree."""
     key = np.zeros((B, 4, 3, 4))
@@ -144,14 +157,13 @@ def error_cases():
 
     dropout = GPTConfig(**{**CONFIG.to_dict(), "resid_pdrop": 0.1})
     return [
-        ("cache full", lambda t, g, cv: (lambda c: (c.update(0, cv(key), cv(key)), c.update(0, cv(key[:, :, :2]), cv(key[:, :, :2]))))(
-            t.KVCache(2, 4)), ValueError, "KVCache: full: 3 cached + 2 new steps exceed max_length = 4"),
+        ("cache full", lambda t, g, cv: update_twice(t, cv, 4, key, key[:, :, :2]), ValueError,
+         "KVCache: full: 3 cached + 2 new steps exceed max_length = 4"),
         ("layer out of range", lambda t, g, cv: t.KVCache(2, 4).update(2, cv(key), cv(key)), ValueError,
          "KVCache: layer must be an int in [0, 2), got 2"),
         ("value of another shape", lambda t, g, cv: t.KVCache(2, 4).update(0, cv(key), cv(key[:, :2])), ValueError,
          "KVCache: value must have shape (2, 4, 3, 4), got (2, 2, 3, 4)"),
-        ("another batch than the cache's", lambda t, g, cv: (lambda c: (c.update(0, cv(key), cv(key)), c.update(0, cv(key[:1, :, :1]), cv(key[:1, :, :1]))))(
-            t.KVCache(2, 8)), ValueError,
+        ("another batch than the cache's", lambda t, g, cv: update_twice(t, cv, 8, key, key[:1, :, :1]), ValueError,
          "KVCache: key must have shape (2, 4, 1, 4) (the cached batch, heads and head width), got (1, 4, 1, 4)"),
         ("3-d key", lambda t, g, cv: t.KVCache(2, 4).update(0, cv(key[0]), cv(key[0])), ValueError,
          "KVCache: key must have 4 dimensions, got shape (4, 3, 4)"),
@@ -165,8 +177,7 @@ def error_cases():
          f"generate: uniforms must have shape (2, {B}), got (2, {B + 1})"),
         ("cache with dropout in training", lambda t, g, cv: g.GPT(dropout)(cv(IDS[:, :1]), cache=t.KVCache(2, 4)),
          ValueError, "GPT: decoding with a KVCache is inference only; call model.eval() (or use dropout 0) first"),
-        ("more tokens than the positions left", lambda t, g, cv: (lambda gpt, c: (gpt(cv(IDS[:, :6]), cache=c), gpt(cv(IDS[:, :3]), cache=c)))(
-            eval_gpt(g), t.KVCache(2, 16)), ValueError,
+        ("more tokens than the positions left", lambda t, g, cv: decode_twice(eval_gpt(g), t, cv, 6, 3), ValueError,
          f"GPT: 6 cached + 3 new tokens exceed n_positions = {PROMPT + NEW} (the rows of the position table wpe)"),
     ]
 

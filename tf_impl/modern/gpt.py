@@ -14,7 +14,8 @@ refine them; a final LayerNorm and the **tied** head (``wte`` again, transposed)
 with :math:`K` the positions ``t < T`` whose next label is not -100 (the loss shifts inside, as
 Hugging Face: position :math:`t` predicts token :math:`t+1`). Attention is causal multi-head
 attention (day 41's ``ScaledDotProductAttention`` on heads ``(B, H, T, d)``, query :math:`i` sees keys
-:math:`j \le p + i`); :math:`\mathrm{MLP}(u) = \mathrm{GELU}_\tanh(u W_\text{fc} + b_\text{fc}) W_\text{proj} + b_\text{proj}`.
+:math:`j \le p + i`);
+:math:`\mathrm{MLP}(u) = \mathrm{GELU}_\tanh(u W_\text{fc} + b_\text{fc}) W_\text{proj} + b_\text{proj}`.
 
 Every dense map is Hugging Face's ``Conv1D``: :math:`y = x W + b` with :math:`W` stored ``(in, out)``,
 the transpose of ``nn.Linear``'s ``(out, in)``, so GPT-2 checkpoints load unchanged. The tied head
@@ -115,12 +116,14 @@ class GPTAttention(Module):
 
     def forward(self, hidden_states: tf.Tensor, keep: dict, cache=None) -> tf.Tensor:
         qkv = self.c_attn(hidden_states)  # (B, T, 3E)
-        query, key, value = (split_heads(part, self.num_heads) for part in tf.split(qkv, 3, axis=-1))  # (B, H, T, d) each
+        # (B, H, T, d) each
+        query, key, value = (split_heads(part, self.num_heads) for part in tf.split(qkv, 3, axis=-1))
         if cache is not None:
             # The keys and values of every earlier step join this step's (inference only: nothing flows back).
             key, value = cache.update(self.layer_idx, key, value)  # (B, H, S, d) each
         mask = causal_mask(query.shape[-2], key.shape[-2])  # (T, S)
-        attended, _ = self.attention(query, key, value, attn_mask=mask, dropout_mask=keep.get("attn_dropout"))  # (B, H, T, d)
+        attended, _ = self.attention(query, key, value, attn_mask=mask,
+                                     dropout_mask=keep.get("attn_dropout"))  # (B, H, T, d)
         return _maybe_drop(self.c_proj(merge_heads(attended)), keep.get("resid_dropout"))  # (B, T, E)
 
 
@@ -207,7 +210,8 @@ class GPT(Module):
         masks = check_gpt_dropout_masks("GPT", self.config, dropout_masks, input_ids.shape[0], steps, dropout_on,
                                         cache is not None)
         # Kept entries scaled by 1/(1-p) of their site; keys lose "transformer." to match the submodules.
-        keep = {name.removeprefix("transformer."): tf.cast(mask, tf_dtype(self.dtype)) * dropout_scale(self.config.dropout_p(name))
+        keep = {name.removeprefix("transformer."):
+                tf.cast(mask, tf_dtype(self.dtype)) * dropout_scale(self.config.dropout_p(name))
                 for name, mask in masks.items()}
         hidden = self.transformer(input_ids, keep, past_length, cache)  # (B, T, E)
         # The tied head: the token table, transposed, scores every token of the vocabulary.
