@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -943,3 +944,39 @@ def check_generate_inputs(owner: str, config, input_ids, max_new_tokens, uniform
         check_input(owner, "uniforms", uniforms.shape, uniforms.dtype, expected_dtype="float64",
                     shape_like=(max_new_tokens, batch))
     return max_new_tokens
+
+
+# --- day 67: grouped-query attention ----------------------------------------------------------------
+
+def check_gqa_inputs(owner: str, dtype: str, query, key, value, attn_mask=None, dropout_mask=None, is_causal=False,
+                     scale=None) -> tuple[float, int, int]:
+    """``F.scaled_dot_product_attention(enable_gqa=True)``'s inputs: ``query (..., Hq, L, E)``,
+    ``key (..., Hk, S, E)``, ``value (..., Hv, S, Ev)``, each with a head axis, ``Hk`` and ``Hv`` at
+    least 1 and dividing ``Hq`` (torch's rule: key and value may differ); then day 41's rules on the
+    shapes with the key and value heads repeated to ``Hq``. Returns the scale and the group sizes
+    ``Hq // Hk``, ``Hq // Hv`` (how many query heads share one key head, one value head)."""
+    shapes = {}
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        shapes[name] = tuple(int(s) for s in tensor.shape)
+        if len(shapes[name]) < 3:
+            raise ValueError(f"{owner}: {name} must have at least 3 dimensions (..., heads, length, features), "
+                             f"got shape {shapes[name]}")
+    query_heads = shapes["query"][-3]
+    groups = []
+    for name in ("key", "value"):
+        heads = shapes[name][-3]
+        if heads < 1 or query_heads % heads:
+            raise ValueError(f"{owner}: {name}'s head count must be at least 1 and divide the query's "
+                             f"{query_heads} heads, got {heads} (shape {shapes[name]})")
+        groups.append(query_heads // heads)
+    # Day 41's rules on the shapes the grouped key and value take once repeated (only .shape and .dtype are read).
+    repeated = [SimpleNamespace(shape=(*shapes[name][:-3], query_heads, *shapes[name][-2:]), dtype=tensor.dtype)
+                for name, tensor in (("key", key), ("value", value))]
+    scale = check_sdpa_inputs(owner, dtype, query, *repeated, attn_mask, dropout_mask, is_causal, scale)
+    return scale, groups[0], groups[1]
+
+
+def check_gqa_module(owner: str, dtype: str, embed_dim: int, hidden_states) -> None:
+    """``GroupedQueryAttention``'s input: ``hidden_states (B, T, embed_dim)`` in the module's dtype."""
+    check_input(owner, "hidden_states", hidden_states.shape, hidden_states.dtype, expected_dtype=dtype, ndim=3,
+                last_dim=embed_dim)
