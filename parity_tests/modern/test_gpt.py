@@ -14,13 +14,16 @@ the dropout cases are the trees' own parity plus the finite-difference check.
 """
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import tensorflow as tf
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from ml100.backends import get_module
 from ml100.configs import ConfigError, GPTConfig
-from parity_tests.harness import TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, run_torch, run_tree
+from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
+                                  gradcheck_numpy, run_numpy, run_torch, run_tree)
 
 MODULE = "modern.gpt"
 B, T = 2, 5
@@ -331,3 +334,22 @@ def test_parameter_count_matches_hugging_face():
     for tree in TREES:
         state = get_module(tree, MODULE).GPT(CONFIG).canonical_state_dict()
         assert sum(v.size for v in state.values()) == expected, tree
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(1, 3), steps=st.integers(3, 5), heads=st.sampled_from([1, 2, 4]), layers=st.integers(1, 2),
+       vocab=st.integers(2, 20), seed=st.integers(0, 2**16))
+def test_fuzz_numpy_matches_hugging_face(batch, steps, heads, layers, vocab, seed):
+    """Random small models and inputs: the NumPy tree's logits, loss and every gradient equal
+    ``GPT2LMHeadModel``'s (float64, loss in float64 as the reference of ``test_parity``)."""
+    config = GPTConfig(vocab_size=vocab, n_positions=steps, n_embd=8, n_layer=layers, n_head=heads, n_inner=6,
+                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    rng = np.random.default_rng(seed)
+    model = get_module("numpy", MODULE).GPT(config, dtype="float64", rng=rng)
+    state = {name: rng.uniform(-1.0, 1.0, value.shape) for name, value in model.canonical_state_dict().items()}
+    model.load_canonical_state_dict(state)
+    inputs = gpt_inputs(config, batch, steps)("float64", rng)
+    cotangents = [rng.standard_normal((batch, steps, vocab)), np.array(1.5)]
+    ours = run_numpy(Called(model, tuple(inputs)), inputs, (), cotangents)
+    theirs = hf_reference(config)(state, inputs, cotangents, "float64")
+    assert_no_failures(compare_results({"numpy": ours, "transformers GPT2LMHeadModel": theirs}, "float64"), "fuzz")
