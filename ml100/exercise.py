@@ -285,9 +285,13 @@ def short_id(nodeid: str) -> str:
 
 
 def table(checks: list[Check]) -> str:
-    """One line per check (``PASS`` or ``FAIL``, the test, and for a failure its first message), then the count."""
-    width = max((len(check.test) for check in checks), default=0)
-    rows = [f"{'PASS' if check.passed else 'FAIL'}  {check.test:<{width}}  {check.message}".rstrip() for check in checks]
+    """One line per check, ``PASS`` or ``FAIL`` and the test; under a failure, indented, its first
+    message (the tensor that differs, the pair and the errors); then the count."""
+    rows = []
+    for check in checks:
+        rows.append(f"{'PASS' if check.passed else 'FAIL'}  {check.test}")
+        if not check.passed:
+            rows.append(f"      {check.message}")
     passed = sum(check.passed for check in checks)
     return "\n".join([*rows, f"{passed} of {len(checks)} checks passed"])
 
