@@ -40,6 +40,8 @@ torchvision's names (``box_convert``, ``box_iou``, …) run the module forward u
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ml100.checks import BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice, check_positive
@@ -120,6 +122,24 @@ def _iou_backward(grad_iou: np.ndarray, iou: np.ndarray, union: np.ndarray) -> t
 def broadcast_pairs(boxes1: np.ndarray, boxes2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every pair side by side: ``(..., N, 4)`` and ``(..., M, 4)`` as two ``(..., N, M, 4)``."""
     return np.broadcast_arrays(boxes1[..., :, None, :], boxes2[..., None, :, :])
+
+
+def enclosing_sides(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Width and height ``(..., 2)`` of the smallest box enclosing each pair of corner boxes,
+    clamped at 0 as torchvision clamps them."""
+    lt = np.minimum(first[..., :2], second[..., :2])  # (..., 2)
+    rb = np.maximum(first[..., 2:], second[..., 2:])  # (..., 2)
+    return np.maximum(rb - lt, 0.0)  # (..., 2)
+
+
+def _enclosing_backward(grad_wh: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gradients ``(..., 4)`` of both boxes of each pair from that of :func:`enclosing_sides`."""
+    sides = np.maximum(first[..., 2:], second[..., 2:]) - np.minimum(first[..., :2], second[..., :2])  # (..., 2)
+    grad_sides = _clamp_backward(grad_wh, sides)  # (..., 2)
+    grad_first_lt, grad_second_lt = _min_backward(-grad_sides, first[..., :2], second[..., :2])  # (..., 2) each
+    grad_first_rb, grad_second_rb = _max_backward(grad_sides, first[..., 2:], second[..., 2:])  # (..., 2) each
+    return (np.concatenate((grad_first_lt, grad_first_rb), axis=-1),
+            np.concatenate((grad_second_lt, grad_second_rb), axis=-1))  # (..., 4) each
 
 
 class BoxConvert(Module):
@@ -248,28 +268,22 @@ class GeneralizedBoxIoU(Module):
         inter, union = self.inter_union(boxes1, boxes2)  # (..., N, M) each
         iou = inter / union  # (..., N, M)
         first, second = broadcast_pairs(boxes1, boxes2)  # (..., N, M, 4) each
-        lt = np.minimum(first[..., :2], second[..., :2])  # (..., N, M, 2)
-        rb = np.maximum(first[..., 2:], second[..., 2:])  # (..., N, M, 2)
-        sides = rb - lt  # (..., N, M, 2)
-        wh = np.maximum(sides, 0.0)  # (..., N, M, 2)
+        wh = enclosing_sides(first, second)  # (..., N, M, 2)
         enclosing = wh[..., 0] * wh[..., 1]  # (..., N, M)
         penalty = (enclosing - union) / enclosing  # (..., N, M)
-        self.save_for_backward(iou, union, first, second, sides, wh, enclosing, penalty)
+        self.save_for_backward(iou, union, first, second, wh, enclosing, penalty)
         return iou - penalty
 
     def backward(self, grad_out: np.ndarray):
-        iou, union, first, second, sides, wh, enclosing, penalty = self.saved_for_backward()
+        iou, union, first, second, wh, enclosing, penalty = self.saved_for_backward()
         # penalty = (C - U) / C: the numerator's gradient, then the denominator's.
         grad_gap = -grad_out / enclosing  # (..., N, M)
         grad_enclosing = grad_out * (penalty / enclosing) + grad_gap  # (..., N, M)
         grad_inter, grad_union = _iou_backward(grad_out, iou, union)  # (..., N, M) each
         grad_union = grad_union - grad_gap  # (..., N, M)
         grad_wh = np.stack((grad_enclosing * wh[..., 1], grad_enclosing * wh[..., 0]), axis=-1)  # (..., N, M, 2)
-        grad_sides = _clamp_backward(grad_wh, sides)  # (..., N, M, 2)
-        grad_first_lt, grad_second_lt = _min_backward(-grad_sides, first[..., :2], second[..., :2])  # (..., N, M, 2) each
-        grad_first_rb, grad_second_rb = _max_backward(grad_sides, first[..., 2:], second[..., 2:])  # (..., N, M, 2) each
-        grad_boxes1 = np.concatenate((grad_first_lt, grad_first_rb), axis=-1).sum(axis=-2)  # (..., N, 4)
-        grad_boxes2 = np.concatenate((grad_second_lt, grad_second_rb), axis=-1).sum(axis=-3)  # (..., M, 4)
+        grad_first, grad_second = _enclosing_backward(grad_wh, first, second)  # (..., N, M, 4) each
+        grad_boxes1, grad_boxes2 = grad_first.sum(axis=-2), grad_second.sum(axis=-3)  # (..., N, 4), (..., M, 4)
         grad_iou_boxes1, grad_iou_boxes2 = self.inter_union.backward(grad_inter, grad_union)  # (..., N, 4), (..., M, 4)
         return grad_boxes1 + grad_iou_boxes1, grad_boxes2 + grad_iou_boxes2
 
@@ -342,6 +356,82 @@ class GeneralizedBoxIoULoss(Module):
         return grad_boxes1, grad_boxes2
 
 
+class DistanceBoxIoU(Module):
+    """``distance_box_iou(boxes1, boxes2, eps)`` as a module: IoU minus the squared distance of the
+    centres over the squared diagonal of the enclosing box (plus ``eps``), ``(..., N, M)``."""
+
+    def __init__(self, eps: float = 1e-7, dtype="float32"):
+        super().__init__(dtype)
+        self.eps = check_positive("DistanceBoxIoU", "eps", eps)
+        self.iou = BoxIoU("xyxy", dtype)
+
+    def forward(self, boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+        iou = self.iou(boxes1, boxes2)  # (..., N, M)
+        first, second = broadcast_pairs(boxes1, boxes2)  # (..., N, M, 4) each
+        wh = enclosing_sides(first, second)  # (..., N, M, 2)
+        diagonal = wh[..., 0] ** 2 + wh[..., 1] ** 2 + self.eps  # (..., N, M)
+        offsets = (first[..., :2] + first[..., 2:]) / 2 - (second[..., :2] + second[..., 2:]) / 2  # (..., N, M, 2)
+        distance = offsets[..., 0] ** 2 + offsets[..., 1] ** 2  # (..., N, M)
+        ratio = distance / diagonal  # (..., N, M)
+        self.save_for_backward(first, second, wh, diagonal, offsets, ratio)
+        return iou - ratio
+
+    def backward(self, grad_out: np.ndarray):
+        first, second, wh, diagonal, offsets, ratio = self.saved_for_backward()
+        # ratio = distance / diagonal: the numerator's gradient, then the denominator's.
+        grad_distance = -grad_out / diagonal  # (..., N, M)
+        grad_diagonal = grad_out * (ratio / diagonal)  # (..., N, M)
+        grad_offsets = grad_distance[..., None] * (2 * offsets)  # (..., N, M, 2)
+        grad_wh = grad_diagonal[..., None] * (2 * wh)  # (..., N, M, 2)
+        grad_first, grad_second = _enclosing_backward(grad_wh, first, second)  # (..., N, M, 4) each
+        # A centre is the mean of its two corners: half the offset's gradient to each.
+        grad_first = grad_first + np.concatenate((grad_offsets / 2, grad_offsets / 2), axis=-1)  # (..., N, M, 4)
+        grad_second = grad_second - np.concatenate((grad_offsets / 2, grad_offsets / 2), axis=-1)  # (..., N, M, 4)
+        grad_iou_boxes1, grad_iou_boxes2 = self.iou.backward(grad_out)  # (..., N, 4), (..., M, 4)
+        return grad_first.sum(axis=-2) + grad_iou_boxes1, grad_second.sum(axis=-3) + grad_iou_boxes2
+
+
+class CompleteBoxIoU(Module):
+    """``complete_box_iou(boxes1, boxes2, eps)`` as a module: the distance IoU minus
+    :math:`\\alpha v`, with :math:`v` the squared gap of the boxes' aspect angles
+    (:math:`\\arctan(w/h)`, scaled by :math:`4/\\pi^2`) and :math:`\\alpha = v/(1 - \\mathrm{IoU} + v +
+    \\epsilon)` a constant (no gradient, as torchvision computes it under ``no_grad``), ``(..., N, M)``."""
+
+    def __init__(self, eps: float = 1e-7, dtype="float32"):
+        super().__init__(dtype)
+        self.eps = check_positive("CompleteBoxIoU", "eps", eps)
+        self.diou = DistanceBoxIoU(eps, dtype)
+
+    def forward(self, boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+        diou = self.diou(boxes1, boxes2)  # (..., N, M)
+        # Per box, as torchvision: each aspect angle once, then every pair's gap.
+        first_sides, second_sides = boxes1[..., 2:] - boxes1[..., :2], boxes2[..., 2:] - boxes2[..., :2]  # (..., N, 2), (..., M, 2)
+        first_ratio = first_sides[..., 0] / first_sides[..., 1]  # (..., N)
+        second_ratio = second_sides[..., 0] / second_sides[..., 1]  # (..., M)
+        gap = np.arctan(first_ratio)[..., :, None] - np.arctan(second_ratio)[..., None, :]  # (..., N, M)
+        v = (4 / math.pi ** 2) * gap ** 2  # (..., N, M)
+        # alpha is a constant weight: the IoU it reads has no backward to run.
+        alpha = v / (1 - box_iou(boxes1, boxes2) + v + self.eps)  # (..., N, M)
+        self.save_for_backward(first_sides, second_sides, first_ratio, second_ratio, gap, alpha)
+        return diou - alpha * v
+
+    def backward(self, grad_out: np.ndarray):
+        first_sides, second_sides, first_ratio, second_ratio, gap, alpha = self.saved_for_backward()
+        grad_gap = (-grad_out * alpha) * (4 / math.pi ** 2) * (2 * gap)  # (..., N, M)
+        # Each angle's gradient summed over its pairs, then d arctan(r) / dr = 1 / (1 + r^2), r = w / h.
+        grad_first_ratio = grad_gap.sum(axis=-1) / (first_ratio * first_ratio + 1)  # (..., N)
+        grad_second_ratio = -grad_gap.sum(axis=-2) / (second_ratio * second_ratio + 1)  # (..., M)
+        grad_first_sides = np.stack((grad_first_ratio / first_sides[..., 1],
+                                     -grad_first_ratio * (first_ratio / first_sides[..., 1])), axis=-1)  # (..., N, 2)
+        grad_second_sides = np.stack((grad_second_ratio / second_sides[..., 1],
+                                      -grad_second_ratio * (second_ratio / second_sides[..., 1])), axis=-1)  # (..., M, 2)
+        # A side is x2 - x1 (y2 - y1): + to the far corner, - to the near one.
+        grad_boxes1 = np.concatenate((-grad_first_sides, grad_first_sides), axis=-1)  # (..., N, 4)
+        grad_boxes2 = np.concatenate((-grad_second_sides, grad_second_sides), axis=-1)  # (..., M, 4)
+        grad_diou_boxes1, grad_diou_boxes2 = self.diou.backward(grad_out)  # (..., N, 4), (..., M, 4)
+        return grad_boxes1 + grad_diou_boxes1, grad_boxes2 + grad_diou_boxes2
+
+
 def box_convert(boxes: np.ndarray, in_fmt: str, out_fmt: str) -> np.ndarray:
     """``torchvision.ops.box_convert``: ``(..., 4)`` boxes from ``in_fmt`` to ``out_fmt``."""
     with no_grad():
@@ -372,3 +462,15 @@ def generalized_box_iou_loss(boxes1: np.ndarray, boxes2: np.ndarray, reduction: 
     with no_grad():
         dtype = box_dtype("generalized_box_iou_loss", "boxes1", boxes1)
         return GeneralizedBoxIoULoss(reduction, eps, dtype)(boxes1, boxes2)
+
+
+def distance_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """``torchvision.ops.distance_box_iou``: pairwise DIoU ``(..., N, M)`` of corner boxes."""
+    with no_grad():
+        return DistanceBoxIoU(eps, box_dtype("distance_box_iou", "boxes1", boxes1))(boxes1, boxes2)
+
+
+def complete_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """``torchvision.ops.complete_box_iou``: pairwise CIoU ``(..., N, M)`` of corner boxes."""
+    with no_grad():
+        return CompleteBoxIoU(eps, box_dtype("complete_box_iou", "boxes1", boxes1))(boxes1, boxes2)

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from ml100.backends import get_module
 from ml100.checks import BOX_FORMATS
-from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
-                                  compare_special, gradcheck_numpy, run_all_trees, run_numpy, run_reference,
-                                  torch_functional_reference)
+from parity_tests.harness import (FD_STEP, FD_TOLERANCE, TREES, Case, assert_no_failures, assert_raises_exactly,
+                                  check_parity, compare_results, compare_special, gradcheck_numpy, run_all_trees, run_numpy,
+                                  run_reference, torch_functional_reference)
 
 MODULE = "modern.boxes"
 PAIRS = ("boxes1", "boxes2")
@@ -73,6 +73,8 @@ CASES = {
     "giou_leading_axes": pair_case(lambda m, dtype: m.GeneralizedBoxIoU(dtype), tv.generalized_box_iou,
                                    shapes=((2, 2), (2, 3))),
     **{f"giou_loss_{reduction}": loss_case(reduction) for reduction in ("none", "mean", "sum")},
+    "diou": pair_case(lambda m, dtype: m.DistanceBoxIoU(1e-7, dtype), tv.distance_box_iou),
+    "ciou": pair_case(lambda m, dtype: m.CompleteBoxIoU(1e-7, dtype), tv.complete_box_iou),
 }
 
 
@@ -83,9 +85,40 @@ def test_parity(name, dtype):
 
 
 @pytest.mark.parametrize("name", ["convert_xywh_to_cxcywh", "area_xyxy", "area_cxcywh", "iou_xywh", "iou_cxcywh",
-                                  "giou", "giou_loss_none", "giou_loss_mean"])
+                                  "giou", "giou_loss_none", "giou_loss_mean", "diou"])
 def test_gradcheck(name):
     gradcheck_numpy(CASES[name])
+
+
+def test_ciou_gradcheck_with_alpha_frozen():
+    """torchvision computes CIoU's alpha under ``no_grad``, so CIoU's gradient is not the derivative
+    of CIoU (``gradcheck_numpy`` would fail by design): it is the derivative of
+    ``DIoU - alpha0 * v`` with ``alpha0`` frozen at the point, which finite differences check here."""
+    rng = np.random.default_rng(9)
+    boxes = {"a": random_boxes(rng, (2,)), "b": random_boxes(rng, (3,))}
+    numpy_boxes = get_module("numpy", MODULE)
+    ciou = numpy_boxes.CompleteBoxIoU(1e-7, "float64")
+    cotangent = rng.standard_normal(ciou(boxes["a"], boxes["b"]).shape)
+    grads = dict(zip(boxes, ciou.backward(cotangent)))
+
+    def aspect_gap_squared(a, b):
+        angle = lambda x: np.arctan((x[:, 2] - x[:, 0]) / (x[:, 3] - x[:, 1]))  # noqa: E731 - the formula, once
+        return 4 / np.pi ** 2 * (angle(a)[:, None] - angle(b)[None, :]) ** 2
+
+    v0 = aspect_gap_squared(boxes["a"], boxes["b"])
+    alpha0 = v0 / (1 - numpy_boxes.box_iou(boxes["a"], boxes["b"]) + v0 + 1e-7)
+
+    def frozen(a, b):
+        return float(np.sum(cotangent * (numpy_boxes.distance_box_iou(a, b) - alpha0 * aspect_gap_squared(a, b))))
+
+    for name, array in boxes.items():
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            plus, minus = {k: v.copy() for k, v in boxes.items()}, {k: v.copy() for k, v in boxes.items()}
+            plus[name][index] += FD_STEP
+            minus[name][index] -= FD_STEP
+            numeric[index] = (frozen(plus["a"], plus["b"]) - frozen(minus["a"], minus["b"])) / (2 * FD_STEP)
+        np.testing.assert_allclose(grads[name], numeric, rtol=FD_TOLERANCE, atol=FD_TOLERANCE * np.abs(numeric).max())
 
 
 #: Degenerate pairs, row by row (boxes1[i] against boxes2[i] for the loss; pairwise for IoU and GIoU):
@@ -116,6 +149,8 @@ DEGENERATE_CASES = {
     "giou": degenerate_case(lambda m, dtype: m.GeneralizedBoxIoU(dtype), tv.generalized_box_iou),
     "giou_loss": degenerate_case(lambda m, dtype: m.GeneralizedBoxIoULoss("none", 1e-7, dtype),
                                  tv.generalized_box_iou_loss),
+    "diou": degenerate_case(lambda m, dtype: m.DistanceBoxIoU(1e-7, dtype), tv.distance_box_iou),
+    "ciou": degenerate_case(lambda m, dtype: m.CompleteBoxIoU(1e-7, dtype), tv.complete_box_iou),
 }
 
 
@@ -146,7 +181,7 @@ def draw_by_shape(seed):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(0, 4), m=st.integers(0, 4), seed=st.integers(0, 2**16),
-       which=st.sampled_from(["iou", "giou", "giou_loss"]))
+       which=st.sampled_from(["iou", "giou", "giou_loss", "diou", "ciou"]))
 def test_fuzz_integer_boxes_against_torchvision(n, m, seed, which):
     """Integer corners in [0, 3]: ties, touching edges, zero-area and inverted boxes are frequent.
     The NumPy tree's values and hand-written gradients equal torchvision's autograd, NaN included."""
@@ -196,6 +231,8 @@ def test_functions_match_torchvision(tree):
         (m.generalized_box_iou(tree_tensor(tree, a), tree_tensor(tree, b)), tv.generalized_box_iou(ta, tb)),
         (m.generalized_box_iou_loss(tree_tensor(tree, a), tree_tensor(tree, b[:3]), "mean"),
          tv.generalized_box_iou_loss(ta, tb[:3], "mean")),
+        (m.distance_box_iou(tree_tensor(tree, a), tree_tensor(tree, b), 1e-3), tv.distance_box_iou(ta, tb, 1e-3)),
+        (m.complete_box_iou(tree_tensor(tree, a), tree_tensor(tree, b), 1e-3), tv.complete_box_iou(ta, tb, 1e-3)),
     ]
     for ours, theirs in pairs:
         np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-12, atol=1e-14)
@@ -235,6 +272,7 @@ OWNER_ERRORS = [
      "BoxArea: fmt must be one of ('xyxy', 'xywh', 'cxcywh'), got 'corners'"),
     ("reduction", lambda m: m.GeneralizedBoxIoULoss("max", 1e-7, "float64"), ValueError,
      "GeneralizedBoxIoULoss: reduction must be one of ('none', 'mean', 'sum'), got 'max'"),
+    ("eps", lambda m: m.CompleteBoxIoU(-1e-7, "float64"), ValueError, "CompleteBoxIoU: eps must be > 0, got -1e-07"),
 ]
 
 

@@ -37,6 +37,8 @@ Each differentiable op is a parameter-free module; the functions of torchvision'
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ml100.checks import BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice, check_positive
@@ -72,6 +74,14 @@ def from_xyxy(boxes: torch.Tensor, fmt: str) -> torch.Tensor:
 def broadcast_pairs(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every pair side by side: ``(..., N, 4)`` and ``(..., M, 4)`` as two ``(..., N, M, 4)``."""
     return torch.broadcast_tensors(boxes1[..., :, None, :], boxes2[..., None, :, :])
+
+
+def enclosing_sides(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Width and height ``(..., 2)`` of the smallest box enclosing each pair of corner boxes,
+    clamped at 0 as torchvision clamps them."""
+    lt = torch.minimum(first[..., :2], second[..., :2])  # (..., 2)
+    rb = torch.maximum(first[..., 2:], second[..., 2:])  # (..., 2)
+    return (rb - lt).clamp(min=0)  # (..., 2)
 
 
 class BoxConvert(Module):
@@ -156,10 +166,7 @@ class GeneralizedBoxIoU(Module):
         inter, union = self.inter_union(boxes1, boxes2)  # (..., N, M) each
         iou = inter / union  # (..., N, M)
         first, second = broadcast_pairs(boxes1, boxes2)  # (..., N, M, 4) each
-        lt = torch.minimum(first[..., :2], second[..., :2])  # (..., N, M, 2)
-        rb = torch.maximum(first[..., 2:], second[..., 2:])  # (..., N, M, 2)
-        sides = rb - lt  # (..., N, M, 2)
-        wh = sides.clamp(min=0)  # (..., N, M, 2)
+        wh = enclosing_sides(first, second)  # (..., N, M, 2)
         enclosing = wh[..., 0] * wh[..., 1]  # (..., N, M)
         penalty = (enclosing - union) / enclosing  # (..., N, M)
         return iou - penalty
@@ -200,6 +207,51 @@ class GeneralizedBoxIoULoss(Module):
         return loss
 
 
+class DistanceBoxIoU(Module):
+    """``distance_box_iou(boxes1, boxes2, eps)`` as a module: IoU minus the squared distance of the
+    centres over the squared diagonal of the enclosing box (plus ``eps``), ``(..., N, M)``."""
+
+    def __init__(self, eps: float = 1e-7, dtype="float32"):
+        super().__init__(dtype)
+        self.eps = check_positive("DistanceBoxIoU", "eps", eps)
+        self.iou = BoxIoU("xyxy", dtype)
+
+    def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+        iou = self.iou(boxes1, boxes2)  # (..., N, M)
+        first, second = broadcast_pairs(boxes1, boxes2)  # (..., N, M, 4) each
+        wh = enclosing_sides(first, second)  # (..., N, M, 2)
+        diagonal = wh[..., 0] ** 2 + wh[..., 1] ** 2 + self.eps  # (..., N, M)
+        offsets = (first[..., :2] + first[..., 2:]) / 2 - (second[..., :2] + second[..., 2:]) / 2  # (..., N, M, 2)
+        distance = offsets[..., 0] ** 2 + offsets[..., 1] ** 2  # (..., N, M)
+        ratio = distance / diagonal  # (..., N, M)
+        return iou - ratio
+
+
+class CompleteBoxIoU(Module):
+    """``complete_box_iou(boxes1, boxes2, eps)`` as a module: the distance IoU minus
+    :math:`\\alpha v`, with :math:`v` the squared gap of the boxes' aspect angles
+    (:math:`\\arctan(w/h)`, scaled by :math:`4/\\pi^2`) and :math:`\\alpha = v/(1 - \\mathrm{IoU} + v +
+    \\epsilon)` a constant (no gradient, as torchvision computes it under ``no_grad``), ``(..., N, M)``."""
+
+    def __init__(self, eps: float = 1e-7, dtype="float32"):
+        super().__init__(dtype)
+        self.eps = check_positive("CompleteBoxIoU", "eps", eps)
+        self.diou = DistanceBoxIoU(eps, dtype)
+
+    def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+        diou = self.diou(boxes1, boxes2)  # (..., N, M)
+        # Per box, as torchvision: each aspect angle once, then every pair's gap.
+        first_sides, second_sides = boxes1[..., 2:] - boxes1[..., :2], boxes2[..., 2:] - boxes2[..., :2]  # (..., N, 2), (..., M, 2)
+        first_ratio = first_sides[..., 0] / first_sides[..., 1]  # (..., N)
+        second_ratio = second_sides[..., 0] / second_sides[..., 1]  # (..., M)
+        gap = torch.atan(first_ratio)[..., :, None] - torch.atan(second_ratio)[..., None, :]  # (..., N, M)
+        v = (4 / math.pi ** 2) * gap ** 2  # (..., N, M)
+        # alpha is a constant weight: no gradient flows through it (torchvision's no_grad).
+        with torch.no_grad():
+            alpha = v / (1 - box_iou(boxes1, boxes2) + v + self.eps)  # (..., N, M)
+        return diou - alpha * v
+
+
 def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
     """``torchvision.ops.box_convert``: ``(..., 4)`` boxes from ``in_fmt`` to ``out_fmt``."""
     return BoxConvert(in_fmt, out_fmt, box_dtype("box_convert", "boxes", boxes))(boxes)
@@ -225,3 +277,13 @@ def generalized_box_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reducti
     """``torchvision.ops.generalized_box_iou_loss``: ``1 - GIoU`` of corner boxes paired element by element."""
     dtype = box_dtype("generalized_box_iou_loss", "boxes1", boxes1)
     return GeneralizedBoxIoULoss(reduction, eps, dtype)(boxes1, boxes2)
+
+
+def distance_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """``torchvision.ops.distance_box_iou``: pairwise DIoU ``(..., N, M)`` of corner boxes."""
+    return DistanceBoxIoU(eps, box_dtype("distance_box_iou", "boxes1", boxes1))(boxes1, boxes2)
+
+
+def complete_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """``torchvision.ops.complete_box_iou``: pairwise CIoU ``(..., N, M)`` of corner boxes."""
+    return CompleteBoxIoU(eps, box_dtype("complete_box_iou", "boxes1", boxes1))(boxes1, boxes2)
