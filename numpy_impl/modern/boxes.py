@@ -44,7 +44,8 @@ import math
 
 import numpy as np
 
-from ml100.checks import BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice, check_positive
+from ml100.checks import (BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice,
+                          check_positive)
 
 from ..module import Module, no_grad
 
@@ -225,8 +226,8 @@ class BoxInterUnion(Module):
         grad_inter = grad_inter - grad_union  # (..., N, M)
         grad_wh = np.stack((grad_inter * wh[..., 1], grad_inter * wh[..., 0]), axis=-1)  # (..., N, M, 2)
         grad_sides = _clamp_backward(grad_wh, sides)  # (..., N, M, 2)
-        grad_first_lt, grad_second_lt = _max_backward(-grad_sides, first[..., :2], second[..., :2])  # (..., N, M, 2) each
-        grad_first_rb, grad_second_rb = _min_backward(grad_sides, first[..., 2:], second[..., 2:])  # (..., N, M, 2) each
+        grad_first_lt, grad_second_lt = _max_backward(-grad_sides, first[..., :2], second[..., :2])  # (..., N, M, 2)
+        grad_first_rb, grad_second_rb = _min_backward(grad_sides, first[..., 2:], second[..., 2:])  # (..., N, M, 2)
         grad_first = np.concatenate((grad_first_lt, grad_first_rb), axis=-1).sum(axis=-2)  # (..., N, 4)
         grad_second = np.concatenate((grad_second_lt, grad_second_rb), axis=-1).sum(axis=-3)  # (..., M, 4)
         # Reverse order of the forward's calls: corners of boxes2, of boxes1, then the areas likewise.
@@ -315,7 +316,8 @@ class GeneralizedBoxIoULoss(Module):
         enclosing = enclosing_sides[..., 0] * enclosing_sides[..., 1]  # (...)
         penalty = (enclosing - union) / (enclosing + self.eps)  # (...)
         loss = 1.0 - (iou - penalty)  # (...)
-        self.save_for_backward(boxes1, boxes2, overlaps, sides, union, iou, enclosing_sides, enclosing, penalty, loss.size)
+        self.save_for_backward(boxes1, boxes2, overlaps, sides, union, iou, enclosing_sides, enclosing, penalty,
+                               loss.size)
         if self.reduction == "sum":
             return loss.sum()  # ()
         if self.reduction == "mean":
@@ -324,7 +326,8 @@ class GeneralizedBoxIoULoss(Module):
         return loss
 
     def backward(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        boxes1, boxes2, overlaps, sides, union, iou, enclosing_sides, enclosing, penalty, count = self.saved_for_backward()
+        (boxes1, boxes2, overlaps, sides, union, iou, enclosing_sides, enclosing, penalty,
+         count) = self.saved_for_backward()
         if self.reduction == "mean" and count:
             grad_out = grad_out / count  # ()
         grad_loss = np.broadcast_to(grad_out, union.shape)  # (...)
@@ -405,7 +408,8 @@ class CompleteBoxIoU(Module):
     def forward(self, boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
         diou = self.diou(boxes1, boxes2)  # (..., N, M)
         # Per box, as torchvision: each aspect angle once, then every pair's gap.
-        first_sides, second_sides = boxes1[..., 2:] - boxes1[..., :2], boxes2[..., 2:] - boxes2[..., :2]  # (..., N, 2), (..., M, 2)
+        first_sides = boxes1[..., 2:] - boxes1[..., :2]  # (..., N, 2)
+        second_sides = boxes2[..., 2:] - boxes2[..., :2]  # (..., M, 2)
         first_ratio = first_sides[..., 0] / first_sides[..., 1]  # (..., N)
         second_ratio = second_sides[..., 0] / second_sides[..., 1]  # (..., M)
         gap = np.arctan(first_ratio)[..., :, None] - np.arctan(second_ratio)[..., None, :]  # (..., N, M)
@@ -424,7 +428,8 @@ class CompleteBoxIoU(Module):
         grad_first_sides = np.stack((grad_first_ratio / first_sides[..., 1],
                                      -grad_first_ratio * (first_ratio / first_sides[..., 1])), axis=-1)  # (..., N, 2)
         grad_second_sides = np.stack((grad_second_ratio / second_sides[..., 1],
-                                      -grad_second_ratio * (second_ratio / second_sides[..., 1])), axis=-1)  # (..., M, 2)
+                                      -grad_second_ratio * (second_ratio / second_sides[..., 1])),
+                                     axis=-1)  # (..., M, 2)
         # A side is x2 - x1 (y2 - y1): + to the far corner, - to the near one.
         grad_boxes1 = np.concatenate((-grad_first_sides, grad_first_sides), axis=-1)  # (..., N, 4)
         grad_boxes2 = np.concatenate((-grad_second_sides, grad_second_sides), axis=-1)  # (..., M, 4)

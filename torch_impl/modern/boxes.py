@@ -41,7 +41,8 @@ import math
 
 import torch
 
-from ml100.checks import BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice, check_positive
+from ml100.checks import (BOX_FORMATS, BOX_LOSS_REDUCTIONS, box_dtype, check_box_pairs, check_boxes, check_choice,
+                          check_positive)
 
 from ..module import Module
 
@@ -241,7 +242,8 @@ class CompleteBoxIoU(Module):
     def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
         diou = self.diou(boxes1, boxes2)  # (..., N, M)
         # Per box, as torchvision: each aspect angle once, then every pair's gap.
-        first_sides, second_sides = boxes1[..., 2:] - boxes1[..., :2], boxes2[..., 2:] - boxes2[..., :2]  # (..., N, 2), (..., M, 2)
+        first_sides = boxes1[..., 2:] - boxes1[..., :2]  # (..., N, 2)
+        second_sides = boxes2[..., 2:] - boxes2[..., :2]  # (..., M, 2)
         first_ratio = first_sides[..., 0] / first_sides[..., 1]  # (..., N)
         second_ratio = second_sides[..., 0] / second_sides[..., 1]  # (..., M)
         gap = torch.atan(first_ratio)[..., :, None] - torch.atan(second_ratio)[..., None, :]  # (..., N, M)
