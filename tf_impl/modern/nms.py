@@ -27,7 +27,8 @@ classes are ignored, one greedy walk over all boxes. torchvision instead shifts 
 boxes by ``idx * (max coordinate + 1)`` (for up to 1000 boxes) — the same result while every
 coordinate is :math:`\ge 0`, but with negative coordinates the shifted classes can still overlap.
 
-Forward only: NMS selects indices, it has no gradient.
+Forward only: NMS selects indices, it has no gradient. Eager only: the greedy loop reads tensor
+values in Python (call it outside ``tf.function``, on the decoded boxes).
 """
 from __future__ import annotations
 
