@@ -764,10 +764,11 @@ def check_gpt_inputs(owner: str, config, input_ids, labels, past_length: int, va
     ``None`` or int64 of the same shape, each a token id or -100 (ignored). ``values_known`` is False
     for a traced TF call, whose values are checked by the ops themselves."""
     check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
-    steps = int(input_ids.shape[1])
-    if steps < 1:
-        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape "
-                         f"{tuple(map(int, input_ids.shape))}")
+    # A traced TF call may not know the batch (None); the step count sizes the positions, so it must be known.
+    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    steps = shape[1]
+    if steps is None or steps < 1:
+        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
     if past_length + steps > config.n_positions:
         raise ValueError(f"{owner}: {past_length} cached + {steps} new tokens exceed n_positions = "
                          f"{config.n_positions} (the rows of the position table wpe)")
@@ -775,8 +776,7 @@ def check_gpt_inputs(owner: str, config, input_ids, labels, past_length: int, va
         check_ids(owner, "input_ids", input_ids, config.vocab_size)
     if labels is None:
         return
-    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64",
-                shape_like=tuple(map(int, input_ids.shape)))
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
     if values_known:
         values = np.asarray(labels)
         bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
