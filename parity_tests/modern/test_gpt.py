@@ -353,3 +353,24 @@ def test_fuzz_numpy_matches_hugging_face(batch, steps, heads, layers, vocab, see
     ours = run_numpy(Called(model, tuple(inputs)), inputs, (), cotangents)
     theirs = hf_reference(config)(state, inputs, cotangents, "float64")
     assert_no_failures(compare_results({"numpy": ours, "transformers GPT2LMHeadModel": theirs}, "float64"), "fuzz")
+
+
+def test_initialization_is_gpt2s_and_the_same_in_every_tree():
+    """One rng draws the same initial state in every tree: N(0, 0.02^2) weights and tables, the residual
+    projections N(0, (0.02 / sqrt(2 n_layer))^2), zero biases, LayerNorms 1 and 0 (Hugging Face's rule)."""
+    config = GPTConfig(**{**CONFIG.to_dict(), "n_embd": 64, "n_positions": 64, "vocab_size": 256})
+    states = {tree: get_module(tree, MODULE).GPT(config, dtype="float64", rng=np.random.default_rng(3))
+              .canonical_state_dict() for tree in TREES}
+    for tree in TREES[1:]:
+        for name, value in states["numpy"].items():
+            np.testing.assert_array_equal(states[tree][name], value, err_msg=f"{tree} {name}")
+    state = states["numpy"]
+    projection = 0.02 / np.sqrt(2 * config.n_layer)
+    for name, value in state.items():
+        if ".ln_" in name or name.endswith("bias"):
+            # LayerNorms (ln_1, ln_2, ln_f) start as the identity; every bias at 0.
+            expected = 1.0 if ".ln_" in name and name.endswith("weight") else 0.0
+            np.testing.assert_array_equal(value, expected, err_msg=name)
+        else:
+            std = projection if name.endswith("c_proj.weight") else 0.02
+            assert abs(value.std() / std - 1) < 0.1, name
