@@ -34,7 +34,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import BACKENDS, check_backend
+from .backends import BACKENDS, check_backend, drop_quiet_lines
 from .curriculum import DAYS, ROOT, Day, status
 
 #: Where ``start`` writes and ``check`` reads when ``--dir`` is not given (relative to the working directory).
@@ -272,8 +272,10 @@ def run_checks(day: Day, backend: str, learner_file: Path) -> list[Check]:
                    *(str(path) for path in test_files(day))]
         finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if not report.is_file():
-            # pytest stopped before running a test (the file does not import, a usage error): show what it said.
-            raise ExerciseError(f"the tests could not run with {learner_file}:\n{finished.stdout}{finished.stderr}".rstrip())
+            # pytest stopped before running a test (the file does not import, a usage error): show what it
+            # said, without TF's start-up log lines (logged before TF reads TF_CPP_MIN_LOG_LEVEL).
+            said = drop_quiet_lines(finished.stdout + finished.stderr, min_level=3).strip()
+            raise ExerciseError(f"the tests could not run with {learner_file}:\n{said}")
         rows = json.loads(report.read_text())
     return [Check(short_id(row["test"]), row["passed"], row["message"]) for row in rows]
 

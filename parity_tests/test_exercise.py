@@ -13,7 +13,7 @@ import pytest
 from ml100.backends import BACKENDS
 from ml100.cli import main
 from ml100.curriculum import DAYS, status
-from ml100.exercise import (KEPT_FUNCTIONS, blanked_functions, days_label, exercise_path, find_day, has_docstring,
+from ml100.exercise import (KEPT_FUNCTIONS, days_label, exercise_path, find_day, has_docstring,
                             module_name, skeleton, source_path)
 
 BUILT = [(day, backend) for day, implemented in status() if implemented
@@ -284,3 +284,12 @@ def test_a_planted_bug_is_caught_and_its_tensor_named(bug, tensor, tmp_path, cap
     result, message = parity_row(rows)
     assert result.startswith("FAIL") and message.startswith(f"      {tensor}: max abs err ") and "max rel err" in message, message
 
+
+
+def test_a_file_that_fails_to_import_is_refused_with_its_error(tmp_path, capsys):
+    path = exercise_path(find_day(6), "torch", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text('raise RuntimeError("unfinished")\n')
+    message = refused(["exercise", "check", "6", "--backend", "torch", "--dir", str(tmp_path)], capsys)
+    assert message == (f"ml100 exercise check: the tests could not run with {path}:\n"
+                       f"ERROR: {path.resolve()} could not be imported as torch_impl.foundations.linear: RuntimeError: unfinished")
