@@ -25,6 +25,7 @@ a parity mismatch, the first tensor of the learner's backend that differs, the p
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import json
 import subprocess
@@ -302,6 +303,11 @@ def check(number: int, backend: str, directory: Path = DEFAULT_DIR) -> tuple[lis
     """Grade the learner's file for day ``number`` and ``backend``: every check of the day's tests."""
     check_backend(backend)
     day = find_day(number)
+    if not (ROOT / "parity_tests").is_dir():
+        raise ExerciseError(f"grading runs the parity tests of a source checkout, and {ROOT} has none: "
+                            "clone the repository and pip install -e it")
+    if importlib.util.find_spec("pytest") is None or importlib.util.find_spec("hypothesis") is None:
+        raise ExerciseError('grading runs the parity tests, which need pytest and hypothesis: pip install -e ".[all,test]"')
     learner_file = exercise_path(day, backend, directory)
     if not learner_file.is_file():
         raise ExerciseError(f"no exercise at {learner_file}: write one first with `{command('start', number, backend, directory)}`")
