@@ -116,7 +116,7 @@ class GPTAttention(Module):
     def __init__(self, config: GPTConfig, layer_idx: int = 0, dtype="float32", rng: np.random.Generator | None = None):
         super().__init__(dtype)
         rng = check_rng("GPTAttention", rng)
-        self.num_heads, self.embed_dim = config.n_head, config.n_embd
+        self.num_heads = config.n_head
         self.layer_idx = layer_idx
         self.c_attn = Conv1D(3 * config.n_embd, config.n_embd, config.initializer_range, dtype, rng)
         # GPT-2's scaled init of the projections into the residual stream: std / sqrt(2 n_layer).
