@@ -250,17 +250,6 @@ def discriminator_case(config=CGAN):
                 tf_layouts={"x": NCHW_TO_NHWC})
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tensors are tiny: with two OpenMP threads on the two shared cores torch spins, 20-40x
-    slower under load (the trajectory: 0.4 s with one thread, 10.8 s with two, measured under a load
-    average of 19); one thread for this file's tests, the session's setting restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CASES = {"ConditionalVAE": cvae_case, "ConditionalGenerator": generator_case, "ConditionalDiscriminator": discriminator_case}
 
 
