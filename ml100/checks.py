@@ -1002,3 +1002,30 @@ def check_linear_attention_inputs(owner: str, dtype: str, query, key, value, cau
         raise ValueError(f"{owner}: causal linear attention needs as many queries as keys, got "
                          f"L = {int(query.shape[-2])} and S = {int(key.shape[-2])}")
 
+
+
+# --- day 69: Llama ------------------------------------------------------------------------------------
+
+def check_llama_inputs(owner: str, config, input_ids, labels, values_known: bool = True) -> None:
+    """``input_ids (B, T)`` int64 with ``1 <= T <= max_position_embeddings`` (the positions the rotary
+    tables cover) and ids in ``[0, vocab_size)``; ``labels`` ``None`` or int64 of the same shape, each a
+    token id or -100 (ignored). ``values_known`` is False for a traced TF call."""
+    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
+    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    steps = shape[1]
+    if steps is None or steps < 1:
+        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
+    if steps > config.max_position_embeddings:
+        raise ValueError(f"{owner}: {steps} tokens exceed max_position_embeddings = {config.max_position_embeddings} "
+                         "(the positions the rotary tables cover)")
+    if values_known:
+        check_ids(owner, "input_ids", input_ids, config.vocab_size)
+    if labels is None:
+        return
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
+    if values_known:
+        values = np.asarray(labels)
+        bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
+        if np.any(bad):
+            raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
+                             f"got {np.unique(values[bad])[:5].tolist()}")

@@ -591,3 +591,49 @@ class TransformerConfig(ModelConfig):
             raise self.error("d_model", f"be divisible by nhead ({self.nhead})", self.d_model)
         if self.layer_norm_eps <= 0:
             raise self.error("layer_norm_eps", "be > 0", self.layer_norm_eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig(ModelConfig):
+    """The day-69 Llama: Hugging Face ``LlamaConfig``'s field names and defaults (Llama-2-7B's shapes
+    with its 2048 positions and eps 1e-6). ``num_key_value_heads`` none means ``num_attention_heads``
+    (plain multi-head attention), as in Hugging Face; fewer heads make grouped-query attention."""
+
+    vocab_size: int = option(32000, help="tokens in the vocabulary (rows of embed_tokens, outputs of lm_head)")
+    hidden_size: int = option(4096, help="width of the residual stream")
+    intermediate_size: int = option(11008, help="width of the SwiGLU MLP's gate and up projections")
+    num_hidden_layers: int = option(32, help="decoder layers")
+    num_attention_heads: int = option(32, help="query heads per layer; must divide hidden_size")
+    num_key_value_heads: int | None = option(None, help="key/value heads (grouped-query attention); must divide "
+                                                        "num_attention_heads; none: num_attention_heads")
+    max_position_embeddings: int = option(2048, help="longest sequence: the positions the rotary tables cover")
+    rms_norm_eps: float = option(1e-6, help="epsilon of every RMSNorm")
+    rope_theta: float = option(10000.0, help="base of the rotary frequencies theta_i = rope_theta^(-2i/d)")
+    attention_bias: bool = option(False, help="biases on q_proj, k_proj, v_proj and o_proj")
+    mlp_bias: bool = option(False, help="biases on gate_proj, up_proj and down_proj")
+    tie_word_embeddings: bool = option(False, help="lm_head is embed_tokens' table, transposed (one parameter)")
+
+    def check_relations(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise self.error("num_attention_heads", f"divide hidden_size = {self.hidden_size}", self.num_attention_heads)
+        if self.num_attention_heads % self.key_value_heads:
+            raise self.error("num_key_value_heads", f"divide num_attention_heads = {self.num_attention_heads}",
+                             self.num_key_value_heads)
+        if self.head_dim % 2:
+            raise self.error("hidden_size", f"give an even head dimension when divided by num_attention_heads = "
+                             f"{self.num_attention_heads} (RoPE turns channel pairs)", self.hidden_size)
+        if self.rms_norm_eps == 0.0:
+            raise self.error("rms_norm_eps", "be > 0 (a zero row would divide 0 by 0)", self.rms_norm_eps)
+        if self.rope_theta <= 1.0:
+            raise self.error("rope_theta", "be > 1 (the frequencies theta_i = rope_theta^(-2i/d) must fall)",
+                             self.rope_theta)
+
+    @property
+    def key_value_heads(self) -> int:
+        """``num_key_value_heads``, or ``num_attention_heads`` when it is none (Hugging Face's rule)."""
+        return self.num_attention_heads if self.num_key_value_heads is None else self.num_key_value_heads
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per head, ``hidden_size / num_attention_heads``."""
+        return self.hidden_size // self.num_attention_heads
