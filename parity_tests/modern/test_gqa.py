@@ -22,8 +22,9 @@ from torch import nn
 
 from ml100.backends import get_module
 from parity_tests.harness import (TOLERANCES, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
-                                  gradcheck_numpy, run_numpy, run_torch)
+                                  gradcheck_numpy, run_numpy, run_tf, run_torch)
 from parity_tests.modern.test_attention import Bound, torch_dropout_arguments, torch_float_mask, tree_inputs
+from parity_tests.modern.test_multihead import KERAS_MASK_REASON, keras_scale_correction
 
 MODULE = "modern.gqa"
 B, HQ, HKV, L, S, D, DV = 2, 4, 2, 3, 5, 4, 3
@@ -138,6 +139,72 @@ class WithFlags:
         return getattr(self.model, name)
 
 
+def llama_to_keras_gqa(state: dict, num_heads: int, num_key_value_heads: int) -> dict:
+    """Canonical (Llama) -> Keras ``GroupQueryAttention``: each projection's ``(H*d, E)`` weight
+    transposed and viewed per head as an ``EinsumDense`` kernel ``(E, H, d)`` (head ``h`` is output
+    features ``h*d .. h*d + d-1``), biases ``(H, d)``; ``o_proj.weight`` ``(E, Hq*d)`` transposed and
+    viewed ``(Hq, d, E)``."""
+    embed_dim = state["q_proj.weight"].shape[1]
+    native = {}
+    for name, heads in (("query", num_heads), ("key", num_key_value_heads), ("value", num_key_value_heads)):
+        weight = state[f"{name[0]}_proj.weight"]  # (H*d, E)
+        native[f"{name}.kernel"] = weight.T.reshape(embed_dim, heads, -1)  # (E, H, d)
+        if f"{name[0]}_proj.bias" in state:
+            native[f"{name}.bias"] = state[f"{name[0]}_proj.bias"].reshape(heads, -1)  # (H, d)
+    native["attention_output.kernel"] = state["o_proj.weight"].T.reshape(num_heads, -1, embed_dim)  # (Hq, d, E)
+    if "o_proj.bias" in state:
+        native["attention_output.bias"] = state["o_proj.bias"]  # (E,)
+    return native
+
+
+def keras_gqa_to_llama(native: dict) -> dict:
+    """Keras ``GroupQueryAttention`` -> canonical: the inverse of :func:`llama_to_keras_gqa`."""
+    embed_dim = native["query.kernel"].shape[0]
+    state = {}
+    for name in ("query", "key", "value"):
+        state[f"{name[0]}_proj.weight"] = native[f"{name}.kernel"].reshape(embed_dim, -1).T  # (H*d, E)
+        if f"{name}.bias" in native:
+            state[f"{name[0]}_proj.bias"] = native[f"{name}.bias"].reshape(-1)  # (H*d,)
+    state["o_proj.weight"] = native["attention_output.kernel"].reshape(-1, embed_dim).T  # (E, Hq*d)
+    if "attention_output.bias" in native:
+        state["o_proj.bias"] = native["attention_output.bias"]
+    return state
+
+
+def keras_reference(num_key_value_heads: int, bias: bool, attn_mask, is_causal: bool):
+    """``keras.layers.GroupQueryAttention(head_dim=E/HQ, num_query_heads=HQ, num_key_value_heads)``
+    with :func:`llama_to_keras_gqa`'s weights, self-attention, ``return_attention_scores=True``;
+    its query kernel and bias carry :func:`keras_scale_correction` (Keras casts 1/sqrt(d) through
+    float32), and their gradients the same factor on the way back."""
+    import keras
+    import tensorflow as tf
+
+    def run(state, inputs, cotangents, dtype):
+        layer = keras.layers.GroupQueryAttention(E // HQ, HQ, num_key_value_heads, use_bias=bias, dtype=dtype)
+        layer.build((B, T, E), (B, T, E))
+        dense = {"query": layer._query_dense, "key": layer._key_dense, "value": layer._value_dense,
+                 "attention_output": layer._output_dense}
+        variables = {f"{name}.{part}": getattr(sub, part) for name, sub in dense.items()
+                     for part in ("kernel", "bias") if part == "kernel" or bias}
+        correction = keras_scale_correction(E // HQ, dtype)
+        for name, value in llama_to_keras_gqa(state, HQ, num_key_value_heads).items():
+            variables[name].assign(value * correction if name.startswith("query.") else value)
+
+        def call(hidden_states):
+            # Keras' mask: True = attend, (B, T, S).
+            mask = None if attn_mask is None else tf.broadcast_to(attn_mask, (hidden_states.shape[0], T, T))
+            return layer(hidden_states, hidden_states, attention_mask=mask, use_causal_mask=is_causal,
+                         return_attention_scores=True)
+
+        def to_canonical(grads):
+            native = {name: np.asarray(g) * (correction if name.startswith("query.") else 1.0) for name, g in grads.items()}
+            return {name: value for name, value in keras_gqa_to_llama(native).items() if name != KEY_BIAS}
+
+        return run_tf(call, inputs, ("hidden_states",), cotangents, variables, to_canonical)
+
+    return run
+
+
 def module_case(num_key_value_heads=HKV, bias=True, attn_mask=None, is_causal=False):
     """``GroupedQueryAttention(E, HQ, num_key_value_heads)`` on ``hidden_states (B, T, E)``."""
     def build(module, dtype, rng):
@@ -152,8 +219,12 @@ def module_case(num_key_value_heads=HKV, bias=True, attn_mask=None, is_causal=Fa
         params = {name: value for name, value in module.named_parameters() if name != KEY_BIAS}
         return run_torch(module, inputs, ("hidden_states",), cotangents, params=params)
 
+    masked = attn_mask is not None or is_causal
     return Case(MODULE, build, lambda dtype, rng: {"hidden_states": rng.standard_normal((B, T, E)).astype(dtype)},
-                ("hidden_states",), references={"torch.nn+math": reference}, output_names=("attn_output", "attn_weights"))
+                ("hidden_states",), output_names=("attn_output", "attn_weights"),
+                references={"torch.nn+math": reference,
+                            "keras.GroupQueryAttention": keras_reference(num_key_value_heads, bias, attn_mask, is_causal)},
+                special_excluded_references={"keras.GroupQueryAttention": KERAS_MASK_REASON} if masked else {})
 
 
 #: A (T, T) boolean mask, True = take part: causal with one extra hole.
@@ -265,6 +336,23 @@ def test_key_bias_gradient_is_zero(dtype):
         query_scale = np.abs(grads["q_proj.bias"]).max()
         assert query_scale > 1e-2, f"{tree}: the query bias's gradient is unexpectedly small ({query_scale:.3e})"
         assert np.abs(grads[KEY_BIAS]).max() <= TOLERANCES[dtype] * query_scale, f"{tree}: {grads[KEY_BIAS]}"
+
+
+def test_keras_gqa_conversion_round_trips():
+    """:func:`keras_gqa_to_llama` inverts :func:`llama_to_keras_gqa` exactly, and Keras' query head
+    ``h`` is rows ``h*d .. h*d + d-1`` of ``q_proj.weight``, its kv head ``j`` those of ``k_proj.weight``."""
+    rng = np.random.default_rng(9)
+    d = E // HQ
+    shapes = {"q_proj.weight": (HQ * d, E), "q_proj.bias": (HQ * d,), "k_proj.weight": (HKV * d, E),
+              "k_proj.bias": (HKV * d,), "v_proj.weight": (HKV * d, E), "v_proj.bias": (HKV * d,),
+              "o_proj.weight": (E, HQ * d), "o_proj.bias": (E,)}
+    state = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
+    native = llama_to_keras_gqa(state, HQ, HKV)
+    back = keras_gqa_to_llama(native)
+    assert back.keys() == state.keys() and all(np.array_equal(back[name], state[name]) for name in state)
+    np.testing.assert_array_equal(native["query.kernel"][:, 1], state["q_proj.weight"][d:2 * d].T)
+    np.testing.assert_array_equal(native["key.kernel"][:, 1], state["k_proj.weight"][d:2 * d].T)
+    np.testing.assert_array_equal(native["attention_output.kernel"][1], state["o_proj.weight"][:, d:2 * d].T)
 
 
 def test_module_used_twice_sums_gradients():
