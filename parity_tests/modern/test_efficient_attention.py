@@ -181,19 +181,26 @@ def test_fuzz_linear_matches_quadratic(batch, steps, width, causal, seed):
     assert_no_failures(compare_results({"numpy": ours, "torch.quadratic": theirs}, "float64"), "linear attention fuzz")
 
 
-def test_module_used_twice_sums_gradients():
-    """Causal linear attention applied twice (the output is the next query), two backwards in reverse
-    order: the NumPy cache stack gives autograd's gradients, the key's and value's summed."""
+#: Each module as the used-twice test builds it, and how its output is read (sliding window also returns weights).
+TWICE = {"linear_causal": (lambda module: module.LinearAttention(causal=True, dtype="float64"), lambda result: result),
+         "sliding_window": (lambda module: module.SlidingWindowAttention(2, dtype="float64"), lambda result: result[0])}
+
+
+@pytest.mark.parametrize("name", list(TWICE))
+def test_module_used_twice_sums_gradients(name):
+    """The module applied twice (the output is the next query), two backwards in reverse order: the
+    NumPy cache stack gives autograd's gradients, the key's and value's two uses summed."""
+    make, output_of = TWICE[name]
     rng = np.random.default_rng(5)
     q, k, v = (rng.standard_normal(s) for s in ((T, E), (T, E), (T, E)))
     cot = rng.standard_normal((T, E))
-    module = get_module("numpy", MODULE).LinearAttention(causal=True, dtype="float64")
-    second = module(module(q, k, v), k, v)
+    module = make(get_module("numpy", MODULE))
+    second = output_of(module(output_of(module(q, k, v)), k, v))
     grad_first, grad_k2, grad_v2 = module.backward(cot)
     grad_q, grad_k1, grad_v1 = module.backward(grad_first)
     tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
-    torch_module = get_module("torch", MODULE).LinearAttention(causal=True, dtype="float64")
-    t_second = torch_module(torch_module(tq, tk, tv), tk, tv)
+    torch_module = make(get_module("torch", MODULE))
+    t_second = output_of(torch_module(output_of(torch_module(tq, tk, tv)), tk, tv))
     (t_second * torch.from_numpy(cot)).sum().backward()
     np.testing.assert_allclose(second, t_second.detach().numpy(), rtol=1e-9)
     np.testing.assert_allclose(grad_q, tq.grad.numpy(), rtol=1e-9, atol=1e-12)
