@@ -25,7 +25,7 @@ from ml100.cli_args import (OneLineErrorParser, add_training_arguments, check_ba
 from ml100.configs import YOLOConfig, add_config_arguments, config_from_args
 from ml100.data import batch_indices
 from ml100.runs import report_comparison, shared_initial_weights, to_backend, to_numpy, training_progress
-from ml100.scenes import SHAPE_NAMES, assign_targets, make_scenes
+from ml100.scenes import MIN_IMAGE_SIZE, SHAPE_NAMES, assign_targets, make_scenes
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 #: The YOLOConfig fields the scenes fix (RGB images, three shape classes): not options.
@@ -57,8 +57,8 @@ def check_arguments(parser, args):
         if getattr(args, name) >= 1:
             parser.error(f"argument --{name.replace('_', '-')}: expected a number in (0, 1), got {getattr(args, name)}")
     args.config = config_from_args(parser, YOLOConfig, args, **SCENES)
-    if args.config.image_size < 64:
-        parser.error(f"argument --image-size: the scenes' shapes need at least 64 pixels, got {args.config.image_size}")
+    if args.config.image_size < MIN_IMAGE_SIZE:
+        parser.error(f"argument --image-size: the scenes need at least {MIN_IMAGE_SIZE} pixels, got {args.config.image_size}")
     check_batch_size(parser, args.batch_size, args.train_size)
     return args
 

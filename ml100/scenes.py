@@ -39,8 +39,10 @@ from .data import LAYOUTS
 
 #: The classes, by index.
 SHAPE_NAMES = ("circle", "square", "triangle")
-#: Bounding-box sides drawn, in pixels (inclusive range), at the default 64-pixel size.
+#: Bounding-box sides drawn, in pixels (inclusive range), at the default 64-pixel size; scaled with the image.
 SIZE_RANGE = (10, 26)
+#: The smallest image: its shapes are 5 to 13 pixels across, still recognisable.
+MIN_IMAGE_SIZE = 32
 #: How many random placements a shape gets before the scene keeps the shapes it has.
 PLACEMENT_TRIES = 50
 #: The fields of a packed target (:meth:`Targets.packed`), per image, cell and anchor.
@@ -85,7 +87,7 @@ def make_scenes(n: int, seed: int = 0, image_size: int = 64, max_shapes: int = 4
     import cv2
 
     check_int("make_scenes", "n", n, 0)
-    check_int("make_scenes", "image_size", image_size, 2 * SIZE_RANGE[1])
+    check_int("make_scenes", "image_size", image_size, MIN_IMAGE_SIZE)
     check_int("make_scenes", "max_shapes", max_shapes, 1)
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"make_scenes: layout must be one of {LAYOUTS[1:]}, got {layout!r}")

@@ -228,8 +228,10 @@ def test_scene_boxes_lie_inside_the_image_and_frame_the_shape():
         assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 64) and np.all(boxes[:, 2:] > boxes[:, :2])
         assert set(labels.tolist()) <= set(range(len(SHAPE_NAMES)))
     assert {int(l) for labels in scenes.labels for l in labels} == {0, 1, 2}
-    # A square fills its box exactly: the box is read from the painted pixels.
-    image, boxes, labels = scenes.images[0], scenes.boxes[0], scenes.labels[0]
+    # A square fills its box exactly (one colour): the box is read from the painted pixels.
+    for image, boxes, labels in zip(scenes.images, scenes.boxes, scenes.labels):
+        for x0, y0, x1, y1 in boxes[labels == 1].astype(int):
+            assert np.all(image[y0:y1, x0:x1] == image[y0, x0])
     sizes = np.concatenate([b[:, 2:] - b[:, :2] for b in scenes.boxes])
     assert 10 <= sizes.min() and sizes.max() <= 27
 
@@ -323,7 +325,7 @@ def test_example_trains_every_backend_on_one_loss_curve(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--score-threshold", "1.5"], "argument --score-threshold: expected a number in (0, 1), got 1.5"),
-    (["--image-size", "32"], "argument --image-size: the scenes' shapes need at least 64 pixels, got 32"),
+    (["--image-size", "24"], "argument --image-size: the scenes need at least 32 pixels, got 24"),
     (["--anchors", "12", "12", "22"], "argument --anchors: YOLOConfig: anchors must hold (width, height) pairs"),
     (["--batch-size", "64", "--train-size", "32"], "argument --batch-size: 64 is more than the 32 training examples"),
 ])
