@@ -637,3 +637,14 @@ class LlamaConfig(ModelConfig):
     def head_dim(self) -> int:
         """Channels per head, ``hidden_size / num_attention_heads``."""
         return self.hidden_size // self.num_attention_heads
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters by part: ``embed_tokens`` (V E), ``attention`` (per layer :math:`2E^2 + 2E H_{kv} d`
+        plus biases), ``mlp`` (per layer :math:`3EF` plus biases), ``norms`` (:math:`(2L + 1) E`) and
+        ``lm_head`` (V E, 0 when tied): the sizes of the canonical state."""
+        width, kv_width, layers = self.hidden_size, self.key_value_heads * self.head_dim, self.num_hidden_layers
+        attention = 2 * width * width + 2 * width * kv_width + (2 * width + 2 * kv_width if self.attention_bias else 0)
+        mlp = 3 * width * self.intermediate_size + (2 * self.intermediate_size + width if self.mlp_bias else 0)
+        return {"embed_tokens": self.vocab_size * width, "attention": layers * attention, "mlp": layers * mlp,
+                "norms": (2 * layers + 1) * width,
+                "lm_head": 0 if self.tie_word_embeddings else self.vocab_size * width}
