@@ -1029,3 +1029,59 @@ def check_llama_inputs(owner: str, config, input_ids, labels, values_known: bool
         if np.any(bad):
             raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
                              f"got {np.unique(values[bad])[:5].tolist()}")
+
+
+# --- days 64-65: LoRA -------------------------------------------------------------------------------
+
+def check_lora_args(owner: str, r, lora_alpha, lora_dropout, use_rslora, rng) -> tuple:
+    """peft's LoRA settings: rank ``r >= 1``, ``lora_alpha > 0`` finite, ``lora_dropout`` in [0, 1),
+    ``use_rslora`` a bool, ``rng`` a Generator or None. Returns them (the generator made real)."""
+    rank = check_int(owner, "r", r, 1)
+    alpha = check_real(owner, "lora_alpha", lora_alpha)
+    if not alpha > 0:
+        raise ValueError(f"{owner}: lora_alpha must be > 0, got {lora_alpha!r}")
+    check_range(owner, "lora_dropout", lora_dropout, 0.0, 1.0)
+    return rank, alpha, float(lora_dropout), check_bool(owner, "use_rslora", use_rslora), check_rng(owner, rng)
+
+
+def check_lora_base(owner: str, base_layer, allowed: tuple) -> None:
+    """The wrapped layer must be one of ``allowed`` (a LoRA layer is not wrapped again)."""
+    if not isinstance(base_layer, allowed):
+        got = type(base_layer).__name__
+        hint = " (it already has an adapter: a layer is wrapped once)" if got == "LoRALinear" else ""
+        raise TypeError(f"{owner}: base_layer must be a {' or '.join(t.__name__ for t in allowed)}, got {got}{hint}")
+
+
+def check_lora_dropout_mask(owner: str, dropout_mask, shape, active: bool):
+    """A bool keep mask shaped like the input, given only while dropout is on; returned as is."""
+    if dropout_mask is None:
+        return None
+    if not active:
+        raise ValueError(f"{owner}: dropout_mask given but dropout is off (eval mode or lora_dropout = 0)")
+    check_input(owner, "dropout_mask", dropout_mask.shape, dropout_mask.dtype, expected_dtype="bool",
+                shape_like=tuple(int(s) for s in shape))
+    return dropout_mask
+
+
+def check_lora_targets(owner: str, target_modules, modules: dict, allowed: tuple, wrapper: type) -> list:
+    """The names in ``modules`` (name -> module) that peft's suffix rule selects: a name equal to an entry
+    of ``target_modules`` or ending with ``.`` + it. Each must be one of ``allowed`` and not yet wrapped."""
+    if (isinstance(target_modules, str) or not isinstance(target_modules, (list, tuple)) or not target_modules
+            or not all(isinstance(t, str) and t for t in target_modules)):
+        raise TypeError(f"{owner}: target_modules must be a non-empty list of module names, got {target_modules!r}")
+    names = [name for name in modules if name and any(name == t or name.endswith("." + t) for t in target_modules)]
+    if not names:
+        dense = [name for name, module in modules.items() if isinstance(module, allowed)]
+        raise ValueError(f"{owner}: target_modules {list(target_modules)} match no submodule; its dense layers are {dense}")
+    for name in names:
+        if isinstance(modules[name], wrapper):
+            raise ValueError(f"{owner}: {name} already has an adapter (apply_lora runs once per model)")
+        check_lora_base(f"{owner}: {name}", modules[name], allowed)
+    return names
+
+
+def check_lora_merge_state(owner: str, merged: bool, expected: bool) -> None:
+    """``merge`` needs an unmerged layer and ``unmerge`` a merged one (peft only warns)."""
+    if merged != expected:
+        state = "already merged" if merged else "not merged"
+        raise RuntimeError(f"{owner}: the adapter is {state}; merge() and unmerge() alternate")
