@@ -68,7 +68,8 @@ def main() -> None:
                       f"{counts[part]:,} ({100 * counts[part] / total:.1f} %)", va="center", fontsize=8)
     axis.set_yticks(rows + 0.2, PARTS)
     axis.invert_yaxis()
-    axis.set(xlabel="parameters (billions)", xlim=(0, 5.6), title="Parameters by part: Llama-2-7B vs a GPT-2 of its width")
+    axis.set(xlabel="parameters (billions)", xlim=(0, 5.6),
+             title="Parameters by part: Llama-2-7B vs a GPT-2 of its width")
     axis.legend(loc="lower right")
     figure.savefig(path, dpi=100)
     for label, counts in (("llama", llama), ("gpt", gpt)):

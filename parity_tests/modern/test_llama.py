@@ -108,7 +108,7 @@ def hf_reference(config: LlamaConfig):
     def run(state, inputs, cotangents, dtype):
         # float64: sdpa (torch's math in float64) instead of eager's float32 softmax, and the patches.
         model = hf_model(config, dtype, "sdpa" if dtype == "float64" else "eager")
-        model.load_state_dict({name: torch.from_numpy(value) for name, value in llama_state_to_hf(state, config).items()})
+        model.load_state_dict({name: torch.from_numpy(v) for name, v in llama_state_to_hf(state, config).items()})
         # named_parameters lists a tied weight once, under its first name: model.embed_tokens.weight.
         params = dict(model.named_parameters())
         with hf_in_float64() if dtype == "float64" else contextlib.nullcontext():
@@ -219,7 +219,7 @@ def test_hf_state_dict_round_trip_and_parameter_count(config):
 
 
 def test_llama_2_7b_parameter_count():
-    """Llama-2-7B's config (Hugging Face's ``meta-llama/Llama-2-7b-hf`` config.json) gives its 6,738,415,616 parameters."""
+    """Llama-2-7B's config (``meta-llama/Llama-2-7b-hf``'s config.json) gives its 6,738,415,616 parameters."""
     config = LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                          num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
                          rms_norm_eps=1e-5)
@@ -247,11 +247,13 @@ def test_single_token_and_empty_batch():
 
 
 def error_cases():
-    """(what, call(module, convert) -> None, error type, message): one bad argument each, the same text in every tree."""
+    """(what, call(module, convert) -> None, error type, message): one bad argument each, the same text in
+    every tree."""
     ids = np.zeros((1, 3), dtype=np.int64)
     too_long = np.zeros((1, GQA.max_position_embeddings + 1), dtype=np.int64)
     return [
-        ("sequence longer than max_position_embeddings", lambda m, cv: m.LlamaForCausalLM(GQA)(cv(too_long)), ValueError,
+        ("sequence longer than max_position_embeddings", lambda m, cv: m.LlamaForCausalLM(GQA)(cv(too_long)),
+         ValueError,
          "LlamaForCausalLM: 33 tokens exceed max_position_embeddings = 32 (the positions the rotary tables cover)"),
         ("id out of range", lambda m, cv: m.LlamaForCausalLM(GQA)(cv(np.array([[1, 64, -1]]))), ValueError,
          "LlamaForCausalLM: input_ids must lie in [0, 64), got out-of-range values [-1, 64]"),

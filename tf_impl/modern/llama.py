@@ -21,7 +21,8 @@ is full length (pad on the right and label the padding -100 to train on ragged t
 
 Backward, each step one earlier day's: the loss gives :math:`G_z`; :math:`\bar h^L =
 \mathrm{RMS}_f^\top(W_\text{head}^\top G_z)`; per layer (reverse order) :math:`\bar a = \bar h +
-\mathrm{RMS}_2^\top(\mathrm{MLP}^\top \bar h)`, :math:`\bar h^{l-1} = \bar a + \mathrm{RMS}_1^\top(\mathrm{Attn}^\top \bar a)`,
+\mathrm{RMS}_2^\top(\mathrm{MLP}^\top \bar h)`,
+:math:`\bar h^{l-1} = \bar a + \mathrm{RMS}_1^\top(\mathrm{Attn}^\top \bar a)`,
 where inside the MLP, with :math:`g = W_\text{gate} u`, :math:`v = W_\text{up} u` and :math:`\bar m` the
 gradient at the product,
 
@@ -63,9 +64,10 @@ class LlamaMLP(Module):
     def __init__(self, config: LlamaConfig, dtype="float32", rng: np.random.Generator | None = None):
         super().__init__(dtype)
         rng = check_rng("LlamaMLP", rng)
-        self.gate_proj = Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias, dtype=dtype, rng=rng)
-        self.up_proj = Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias, dtype=dtype, rng=rng)
-        self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias, dtype=dtype, rng=rng)
+        width, inner, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
+        self.gate_proj = Linear(width, inner, bias=bias, dtype=dtype, rng=rng)
+        self.up_proj = Linear(width, inner, bias=bias, dtype=dtype, rng=rng)
+        self.down_proj = Linear(inner, width, bias=bias, dtype=dtype, rng=rng)
         self.act_fn = SiLU(dtype)
 
     def forward(self, x: tf.Tensor) -> tf.Tensor:
@@ -80,7 +82,8 @@ class LlamaAttention(GroupedQueryAttention):
     ``forward(hidden_states (B, T, E), position_embeddings=(cos, sin) (B, T, d))`` returns
     ``attn_output (B, T, E), attn_weights (B, Hq, T, T)``."""
 
-    def __init__(self, config: LlamaConfig, layer_idx: int = 0, dtype="float32", rng: np.random.Generator | None = None):
+    def __init__(self, config: LlamaConfig, layer_idx: int = 0, dtype="float32",
+                 rng: np.random.Generator | None = None):
         super().__init__(config.hidden_size, config.num_attention_heads, config.key_value_heads,
                          bias=config.attention_bias, dtype=dtype, rng=check_rng("LlamaAttention", rng))
         self.layer_idx = layer_idx
@@ -100,7 +103,8 @@ class LlamaDecoderLayer(Module):
     """Hugging Face's ``LlamaDecoderLayer``, pre-norm: ``h + self_attn(input_layernorm(h))``, then
     ``a + mlp(post_attention_layernorm(a))``."""
 
-    def __init__(self, config: LlamaConfig, layer_idx: int = 0, dtype="float32", rng: np.random.Generator | None = None):
+    def __init__(self, config: LlamaConfig, layer_idx: int = 0, dtype="float32",
+                 rng: np.random.Generator | None = None):
         super().__init__(dtype)
         rng = check_rng("LlamaDecoderLayer", rng)
         self.self_attn = LlamaAttention(config, layer_idx, dtype, rng)
