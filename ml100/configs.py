@@ -648,3 +648,45 @@ class LlamaConfig(ModelConfig):
         return {"embed_tokens": self.vocab_size * width, "attention": layers * attention, "mlp": layers * mlp,
                 "norms": (2 * layers + 1) * width,
                 "lm_head": 0 if self.tie_word_embeddings else self.vocab_size * width}
+
+
+VIT_ACTIVATIONS = ("gelu",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig(ModelConfig):
+    """The days 55-56 Vision Transformer: Hugging Face ``ViTConfig``'s field names and defaults (ViT-Base/16
+    on 224x224 RGB images). The image is cut into ``(image_size / patch_size)^2`` square patches; the
+    model has no pooler (Hugging Face's ``add_pooling_layer=False``, as in ``ViTForImageClassification``).
+    Dropout is not part of this model: both probabilities must be 0 (Hugging Face's defaults)."""
+
+    image_size: int = option(224, help="height and width of the square input images; a multiple of patch_size")
+    patch_size: int = option(16, help="height and width of each square patch (kernel and stride of the patch conv)")
+    num_channels: int = option(3, help="channels of the input images")
+    hidden_size: int = option(768, help="width of the residual stream (patch and class-token embeddings)")
+    num_hidden_layers: int = option(12, help="encoder layers")
+    num_attention_heads: int = option(12, help="attention heads per layer; must divide hidden_size")
+    intermediate_size: int = option(3072, help="width of each layer's MLP hidden layer")
+    hidden_act: str = option("gelu", choices=VIT_ACTIVATIONS, help="the MLP's nonlinearity: gelu (exact, erf form)")
+    hidden_dropout_prob: float = option(0.0, help="dropout on embeddings and branch outputs: must be 0 (not implemented)")
+    attention_probs_dropout_prob: float = option(0.0, help="dropout on the attention weights: must be 0 (not implemented)")
+    layer_norm_eps: float = option(1e-12, help="epsilon of every LayerNorm")
+    qkv_bias: bool = option(True, help="biases on the query, key and value projections")
+    initializer_range: float = option(0.02, help="standard deviation of the class token and position embeddings' init")
+    num_labels: int = option(2, help="classes of ViTForImageClassification's classifier")
+
+    def check_relations(self) -> None:
+        if self.image_size % self.patch_size:
+            raise self.error("patch_size", f"divide image_size = {self.image_size}", self.patch_size)
+        if self.hidden_size % self.num_attention_heads:
+            raise self.error("num_attention_heads", f"divide hidden_size = {self.hidden_size}", self.num_attention_heads)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if getattr(self, name) != 0.0:
+                raise self.error(name, "be 0.0 (this ViT has no dropout)", getattr(self, name))
+        if self.layer_norm_eps == 0.0:
+            raise self.error("layer_norm_eps", "be > 0 (a constant row would divide 0 by 0)", self.layer_norm_eps)
+
+    @property
+    def num_patches(self) -> int:
+        """Patches per image, ``(image_size / patch_size)^2``: the sequence is these plus the class token."""
+        return (self.image_size // self.patch_size) ** 2
