@@ -1085,3 +1085,20 @@ def check_lora_merge_state(owner: str, merged: bool, expected: bool) -> None:
     if merged != expected:
         state = "already merged" if merged else "not merged"
         raise RuntimeError(f"{owner}: the adapter is {state}; merge() and unmerge() alternate")
+
+
+# --- days 55-56: ViT ----------------------------------------------------------------------------------
+
+def check_vit_pixels(owner: str, config, pixel_values, expected_dtype: str, channels_last: bool) -> None:
+    """``pixel_values`` ``(B, C, H, W)`` (``(B, H, W, C)`` in the channels-last tree) of ``expected_dtype``
+    with ``C = num_channels`` and ``H = W = image_size`` (the position table has one row per patch)."""
+    check_input(owner, "pixel_values", pixel_values.shape, pixel_values.dtype, expected_dtype=expected_dtype, ndim=4)
+    shape = tuple(None if size is None else int(size) for size in pixel_values.shape)
+    layout = "(B, H, W, C)" if channels_last else "(B, C, H, W)"
+    channels, height, width = (shape[3], shape[1], shape[2]) if channels_last else shape[1:]
+    if channels != config.num_channels:
+        raise ValueError(f"{owner}: pixel_values must have num_channels = {config.num_channels} channels {layout}, "
+                         f"got shape {shape}")
+    if (height, width) != (config.image_size, config.image_size):
+        raise ValueError(f"{owner}: pixel_values must be {config.image_size}x{config.image_size} images (image_size), "
+                         f"got {height}x{width}")
