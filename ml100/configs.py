@@ -690,3 +690,71 @@ class ViTConfig(ModelConfig):
     def num_patches(self) -> int:
         """Patches per image, ``(image_size / patch_size)^2``: the sequence is these plus the class token."""
         return (self.image_size // self.patch_size) ** 2
+
+
+#: The BERT nonlinearities the day-52 model implements, by ``BertConfig.hidden_act`` name.
+BERT_ACTIVATIONS = ("gelu",)
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig(ModelConfig):
+    """The day-52 BERT encoder: Hugging Face ``BertConfig``'s field names and defaults (BERT-base).
+
+    ``pad_token_id`` is a row index (0 is allowed, and is BERT's): that row of ``word_embeddings``
+    gets no gradient, as ``nn.Embedding(padding_idx=...)``. Dropout sites and their keep-masks are
+    named by the Hugging Face module that drops (:meth:`dropout_shapes`)."""
+
+    vocab_size: int = option(30522, help="tokens in the vocabulary (rows of word_embeddings)")
+    hidden_size: int = option(768, help="width of the hidden states (embeddings, attention, layer outputs)")
+    num_hidden_layers: int = option(12, help="encoder layers")
+    num_attention_heads: int = option(12, help="attention heads per layer; must divide hidden_size")
+    intermediate_size: int = option(3072, help="width of each layer's feed-forward hidden layer")
+    hidden_act: str = option("gelu", choices=BERT_ACTIVATIONS, help="the feed-forward nonlinearity: gelu (exact, erf)")
+    hidden_dropout_prob: float = option(0.1, help="dropout probability on the embeddings and each sublayer's output")
+    attention_probs_dropout_prob: float = option(0.1, help="dropout probability on the attention weights")
+    max_position_embeddings: int = option(512, help="longest sequence: rows of position_embeddings")
+    type_vocab_size: int = option(2, help="segment types (rows of token_type_embeddings)")
+    initializer_range: float = option(0.02, help="standard deviation of the normal initialization of every table")
+    layer_norm_eps: float = option(1e-12, help="epsilon of every LayerNorm")
+    pad_token_id: int | None = option(0, help="the padding token's row (no gradient); none: no padding row")
+
+    def _checked_value(self, f: dataclasses.Field, base: type, item, value):
+        # The padding id is an index, so 0 is valid (the base rule reads every int as a size >= 1).
+        if f.name == "pad_token_id":
+            if isinstance(item, bool) or not isinstance(item, Integral) or item < 0:
+                raise self.error(f.name, "be an int >= 0 (a row index) or None", value)
+            return int(item)
+        return super()._checked_value(f, base, item, value)
+
+    def check_relations(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise self.error("num_attention_heads", f"divide hidden_size = {self.hidden_size}", self.num_attention_heads)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if getattr(self, name) >= 1.0:
+                raise self.error(name, "be < 1 (a probability of dropping; 1 would divide by zero)", getattr(self, name))
+        if self.layer_norm_eps == 0.0:
+            raise self.error("layer_norm_eps", "be > 0 (a constant row would divide 0 by 0)", self.layer_norm_eps)
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
+            raise self.error("pad_token_id", f"be a row of word_embeddings, in [0, {self.vocab_size})", self.pad_token_id)
+
+    def dropout_shapes(self, batch: int, steps: int) -> dict[str, tuple[int, ...]]:
+        """Each dropout site with a probability > 0 -> the shape of its keep-mask for ``(batch, steps)``
+        input ids, keyed by the Hugging Face module that drops: ``embeddings.dropout`` and each layer's
+        ``attention.output.dropout`` and ``output.dropout`` ``(B, T, hidden_size)``,
+        ``attention.self.dropout`` ``(B, num_attention_heads, T, T)``."""
+        shapes = {}
+        if self.hidden_dropout_prob:
+            shapes["embeddings.dropout"] = (batch, steps, self.hidden_size)
+        for layer in range(self.num_hidden_layers):
+            prefix = f"encoder.layer.{layer}"
+            if self.attention_probs_dropout_prob:
+                shapes[f"{prefix}.attention.self.dropout"] = (batch, self.num_attention_heads, steps, steps)
+            if self.hidden_dropout_prob:
+                shapes[f"{prefix}.attention.output.dropout"] = (batch, steps, self.hidden_size)
+                shapes[f"{prefix}.output.dropout"] = (batch, steps, self.hidden_size)
+        return shapes
+
+    def dropout_p(self, site: str) -> float:
+        """The probability of the dropout site ``site`` (a key of :meth:`dropout_shapes`): the attention
+        weights' (``attention.self.dropout``) or the hidden states' (every other site)."""
+        return self.attention_probs_dropout_prob if site.endswith("self.dropout") else self.hidden_dropout_prob
