@@ -1102,3 +1102,37 @@ def check_vit_pixels(owner: str, config, pixel_values, expected_dtype: str, chan
     if (height, width) != (config.image_size, config.image_size):
         raise ValueError(f"{owner}: pixel_values must be {config.image_size}x{config.image_size} images (image_size), "
                          f"got {height}x{width}")
+
+
+def check_bert_inputs(owner: str, config, input_ids, attention_mask, token_type_ids, values_known: bool = True) -> None:
+    """``input_ids (B, T)`` int64 with ``1 <= T <= max_position_embeddings`` and ids in ``[0, vocab_size)``;
+    ``attention_mask`` ``None`` or int64 ``(B, T)`` of 0 (padding) and 1 (attend), at least one 1 per
+    sequence (a sequence of padding only has nothing to attend to); ``token_type_ids`` ``None`` or
+    int64 ``(B, T)`` in ``[0, type_vocab_size)``. ``values_known`` is False for a traced TF call."""
+    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
+    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    steps = shape[1]
+    if steps is None or steps < 1:
+        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
+    if steps > config.max_position_embeddings:
+        raise ValueError(f"{owner}: {steps} tokens exceed max_position_embeddings = {config.max_position_embeddings} "
+                         "(the rows of position_embeddings)")
+    if values_known:
+        check_ids(owner, "input_ids", input_ids, config.vocab_size)
+    if attention_mask is not None:
+        check_input(owner, "attention_mask", attention_mask.shape, attention_mask.dtype, expected_dtype="int64",
+                    shape_like=shape)
+        if values_known:
+            values = np.asarray(attention_mask)
+            if np.any((values != 0) & (values != 1)):
+                raise ValueError(f"{owner}: attention_mask must hold 1 (attend) and 0 (padding), got "
+                                 f"{np.unique(values[(values != 0) & (values != 1)])[:5].tolist()}")
+            empty = np.flatnonzero(values.sum(axis=1) == 0)
+            if empty.size:
+                raise ValueError(f"{owner}: every sequence must attend to at least one token (attention_mask 1), "
+                                 f"sequences {empty[:5].tolist()} are all padding")
+    if token_type_ids is not None:
+        check_input(owner, "token_type_ids", token_type_ids.shape, token_type_ids.dtype, expected_dtype="int64",
+                    shape_like=shape)
+        if values_known:
+            check_ids(owner, "token_type_ids", token_type_ids, config.type_vocab_size)
