@@ -1136,3 +1136,20 @@ def check_bert_inputs(owner: str, config, input_ids, attention_mask, token_type_
                     shape_like=shape)
         if values_known:
             check_ids(owner, "token_type_ids", token_type_ids, config.type_vocab_size)
+            check_ids(owner, "token_type_ids", token_type_ids, config.type_vocab_size)
+
+
+def check_top_k(owner: str, num_experts, top_k) -> tuple[int, int]:
+    """Day 66: ``num_experts >= 1`` experts and ``1 <= top_k <= num_experts`` of them per token."""
+    num_experts = check_int(owner, "num_experts", num_experts, 1)
+    top_k = check_int(owner, "top_k", top_k, 1)
+    if top_k > num_experts:
+        raise ValueError(f"{owner}: top_k must be <= num_experts = {num_experts} (each token picks distinct "
+                         f"experts), got {top_k}")
+    return num_experts, top_k
+
+
+def check_router_logits(owner: str, dtype: str, num_experts: int, router_logits) -> None:
+    """Day 66: router logits ``(N, num_experts)`` (tokens flattened, one row each) of the module's dtype."""
+    check_input(owner, "router_logits", router_logits.shape, router_logits.dtype, expected_dtype=dtype, ndim=2,
+                last_dim=num_experts)
