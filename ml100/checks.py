@@ -1136,7 +1136,6 @@ def check_bert_inputs(owner: str, config, input_ids, attention_mask, token_type_
                     shape_like=shape)
         if values_known:
             check_ids(owner, "token_type_ids", token_type_ids, config.type_vocab_size)
-            check_ids(owner, "token_type_ids", token_type_ids, config.type_vocab_size)
 
 
 def check_top_k(owner: str, num_experts, top_k) -> tuple[int, int]:
