@@ -15,6 +15,8 @@ what :func:`test_base_weight_gets_no_gradient` asserts instead.
 """
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import tensorflow as tf
 import torch
 from peft import LoraConfig, get_peft_model
@@ -331,6 +333,33 @@ def test_numpy_layer_used_twice_sums_gradients():
         results[tree] = (run_numpy(Twice(), x, ("x",), cot) if tree == "numpy"
                          else run_torch(Twice(), x, ("x",), cot, dict(layer.named_parameters())))
     assert_no_failures(compare_results(results, "float64"), "LoRA layer used twice")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(leading=st.lists(st.integers(0, 3), min_size=0, max_size=2), width_in=st.integers(1, 4),
+       width_out=st.integers(1, 4), r=st.integers(1, 3), conv1d=st.booleans(), use_rslora=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_fuzz_numpy_matches_peft(leading, width_in, width_out, r, conv1d, use_rslora, seed):
+    """Random leading axes (none, or empty ones included), widths, ranks and bases: the NumPy layer's
+    output and every gradient equal peft's, fed the same weights."""
+    rng = np.random.default_rng(seed)
+    numpy_module = get_module("numpy", MODULE)
+    gpt, linear = get_module("numpy", "modern.gpt"), get_module("numpy", "foundations.linear")
+    base = (gpt.Conv1D(width_out, width_in, dtype="float64", rng=rng) if conv1d
+            else linear.Linear(width_in, width_out, dtype="float64", rng=rng))
+    layer = numpy_module.LoRALinear(base, r, ALPHA, use_rslora=use_rslora, rng=rng)
+    state = random_weights(layer.canonical_state_dict(), rng)
+    layer.load_canonical_state_dict(state)
+    inputs = {"x": rng.standard_normal((*leading, width_in))}
+    cotangents = [rng.standard_normal((*leading, width_out))]
+    reference = get_peft_model(Holder(HFConv1D(width_out, width_in) if conv1d else nn.Linear(width_in, width_out)),
+                               LoraConfig(r=r, lora_alpha=ALPHA, target_modules=["proj"], fan_in_fan_out=conv1d,
+                                          use_rslora=use_rslora)).double()
+    reference.load_state_dict(canonical_to_peft(state, "proj"), strict=True)
+    params = {name.removeprefix(PEFT_PREFIX + "proj."): p for name, p in reference.named_parameters()}
+    results = {"numpy": run_numpy(layer, inputs, ("x",), cotangents),
+               "peft": run_torch(reference.base_model.model.proj, inputs, ("x",), cotangents, params)}
+    assert_no_failures(compare_results(results, "float64"), "LoRA fuzz")
 
 
 def error_calls(tree: str):
