@@ -15,7 +15,8 @@ text's held-out part), and the last line reads ``fine-tune validation loss: befo
 
 Every backend starts from the same canonical weights and sees the same windows (drawn from
 ``--seed``), through its own day-11 ``Trainer`` and Adam; the fine-tuning optimizer gets only the
-trainable parameters (``named_trainable_parameters``). GPT dropout and LoRA dropout are off (the
+trainable parameters (``named_trainable_parameters``). The validation loss and the dropout settings
+are ``examples/train_gpt.py``'s own (imported from it). GPT dropout and LoRA dropout are off (the
 trainers pass no masks). ``--compare`` trains the three backends and reports the largest difference
 between their loss curves (pre-training then fine-tuning, one curve); ``--plot`` draws them.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -31,13 +33,15 @@ from ml100.bpe import BPE
 from ml100.cli_args import (OneLineErrorParser, add_training_arguments, check_training_arguments, positive_float,
                             positive_int)
 from ml100.configs import GPTConfig, add_config_arguments, config_from_args
-from ml100.runs import curve_difference, save_curves_plot, shared_initial_weights, to_backend, training_progress
+from ml100.runs import curve_difference, save_curves_plot, shared_initial_weights, training_progress
 from ml100.text import TRAIN_FRACTION, module_docstrings, normalize, random_windows, sequential_windows, stdlib_corpus
+
+# The examples are scripts, not a package: day 49's example is imported from this folder for its pieces.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_gpt import NO_DROPOUT, validation_loss  # noqa: E402 - needs the folder on the path first
 
 #: The fine-tuning text: docstrings of a standard-library module outside the pre-training corpus.
 FINETUNE_MODULE = "turtle"
-#: Dropout is off: the trainers call the model without dropout masks.
-NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,18 +127,6 @@ def make_trainer(backend: str, model, lr: float, args):
     loss_fn = get_module(backend, "generative.char_lm").NextCharLoss(dtype=args.dtype)
     optimizer = get_module(backend, "foundations.optim").Adam(dict(model.named_parameters()), lr=lr)
     return get_module(backend, "foundations.trainer").Trainer(model, loss_fn, optimizer, max_norm=args.max_norm)
-
-
-def validation_loss(backend: str, trainer, windows: np.ndarray, batch_size: int) -> float:
-    """Mean cross-entropy per token over the validation windows ``(M, T+1)``, in batches, without gradients."""
-    trainer.model.eval()
-    total = 0.0
-    with get_module(backend, "module").no_grad():
-        for start in range(0, len(windows), batch_size):
-            batch = windows[start:start + batch_size]  # (b, T+1)
-            output = trainer.model(to_backend(backend, batch[:, :-1]))  # (b, T, V), None
-            total += float(trainer.loss_fn(output, to_backend(backend, batch[:, 1:]))) * len(batch)
-    return total / len(windows)
 
 
 def run_phase(backend: str, trainer, split: dict, epochs: int, args, rng, progress, label: str) -> list[float]:
