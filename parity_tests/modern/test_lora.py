@@ -335,6 +335,22 @@ def test_numpy_layer_used_twice_sums_gradients():
     assert_no_failures(compare_results(results, "float64"), "LoRA layer used twice")
 
 
+def test_initialization_is_peft_default_and_the_same_in_every_tree():
+    """B = 0 (the wrapped layer starts as its base), A Kaiming-uniform with a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in)),
+    drawn from the rng, so equally seeded trees start with the same A."""
+    states = {}
+    for tree in TREES:
+        module = get_module(tree, MODULE)
+        layer = module.LoRALinear(base_layer(module, False, "float64", np.random.default_rng(0)), R, ALPHA,
+                                  rng=np.random.default_rng(1))
+        states[tree] = layer.canonical_state_dict()
+    a = states["numpy"]["lora_A.default.weight"]
+    assert not np.any(states["numpy"]["lora_B.default.weight"])
+    assert np.abs(a).max() <= 1 / np.sqrt(IN) and np.abs(a).max() > 0.5 / np.sqrt(IN)
+    for tree in ("torch", "tf"):
+        assert all(np.array_equal(states[tree][name], value) for name, value in states["numpy"].items()), tree
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(leading=st.lists(st.integers(0, 3), min_size=0, max_size=2), width_in=st.integers(1, 4),
        width_out=st.integers(1, 4), r=st.integers(1, 3), conv1d=st.booleans(), use_rslora=st.booleans(),
@@ -376,6 +392,10 @@ def error_calls(tree: str):
         "wrapped twice": (lambda: module.LoRALinear(wrapped, R, ALPHA), TypeError,
                           "LoRALinear: base_layer must be a Linear or Conv1D, got LoRALinear (it already has an "
                           "adapter: a layer is wrapped once)"),
+        "x width": (lambda: wrapped(CONVERTERS[tree](np.zeros((B, IN + 1)))), ValueError,
+                    f"LoRALinear: x must have shape (..., {IN}), got ({B}, {IN + 1})"),
+        "x dtype": (lambda: wrapped(CONVERTERS[tree](np.zeros((B, IN), np.float32))), TypeError,
+                    "LoRALinear: x must have dtype float64, got float32 (cast it explicitly)"),
         "mask while off": (lambda: wrapped(x, CONVERTERS[tree](np.ones((B, IN), bool))), ValueError,
                            "LoRALinear: dropout_mask given but dropout is off (eval mode or lora_dropout = 0)"),
         "unknown target": (lambda: module.apply_lora(lora_gpt(tree, "float64"), ["q_proj"]), ValueError,
