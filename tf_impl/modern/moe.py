@@ -107,7 +107,6 @@ class MixtralSparseMoeBlock(Module):
         rng = check_rng("MixtralSparseMoeBlock", rng)
         check_top_k("MixtralSparseMoeBlock", num_local_experts, num_experts_per_tok)
         self.hidden_size = check_int("MixtralSparseMoeBlock", "hidden_size", hidden_size, 1)
-        self.top_k = num_experts_per_tok
         self.gate = MixtralTopKRouter(hidden_size, num_local_experts, num_experts_per_tok, norm_topk_prob, dtype, rng)
         self.experts = MixtralExperts(num_local_experts, hidden_size, intermediate_size, dtype, rng)
 
