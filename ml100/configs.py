@@ -714,7 +714,6 @@ class BertConfig(ModelConfig):
     attention_probs_dropout_prob: float = option(0.1, help="dropout probability on the attention weights")
     max_position_embeddings: int = option(512, help="longest sequence: rows of position_embeddings")
     type_vocab_size: int = option(2, help="segment types (rows of token_type_embeddings)")
-    initializer_range: float = option(0.02, help="standard deviation of the normal initialization of every table")
     layer_norm_eps: float = option(1e-12, help="epsilon of every LayerNorm")
     pad_token_id: int | None = option(0, help="the padding token's row (no gradient); none: no padding row")
 
