@@ -757,3 +757,38 @@ class BertConfig(ModelConfig):
         """The probability of the dropout site ``site`` (a key of :meth:`dropout_shapes`): the attention
         weights' (``attention.self.dropout``) or the hidden states' (every other site)."""
         return self.attention_probs_dropout_prob if site.endswith("self.dropout") else self.hidden_dropout_prob
+
+
+@dataclasses.dataclass(frozen=True)
+class MixerConfig(ModelConfig):
+    """The day-57 MLP-Mixer: timm ``MlpMixer``'s constructor argument names and defaults (Mixer-B/16 on
+    224x224 RGB images). The image is cut into ``(img_size / patch_size)^2`` square patches (the tokens);
+    each block's token MLP is ``int(mlp_ratio[0] * embed_dim)`` wide and its channel MLP
+    ``int(mlp_ratio[1] * embed_dim)`` (timm scales both by ``embed_dim``). timm's fixed choices are kept
+    fixed: LayerNorm eps 1e-6, exact GELU, average pooling over tokens, no dropout, no stem norm."""
+
+    img_size: int = option(224, help="height and width of the square input images; a multiple of patch_size")
+    patch_size: int = option(16, help="height and width of each square patch (kernel and stride of the patch conv)")
+    in_chans: int = option(3, help="channels of the input images")
+    num_classes: int = option(1000, help="classes of the linear head")
+    num_blocks: int = option(8, help="mixer blocks")
+    embed_dim: int = option(512, help="width of every token (the patch conv's output channels)")
+    mlp_ratio: tuple[float, ...] = option((0.5, 4.0), length=2,
+                                          help="hidden widths of the token and channel MLPs, as multiples of embed_dim")
+
+    def check_relations(self) -> None:
+        if self.img_size % self.patch_size:
+            raise self.error("patch_size", f"divide img_size = {self.img_size}", self.patch_size)
+        if min(self.hidden_widths) < 1:
+            raise self.error("mlp_ratio", f"give MLP widths >= 1 (int(ratio * embed_dim), embed_dim = {self.embed_dim})",
+                             self.mlp_ratio)
+
+    @property
+    def num_patches(self) -> int:
+        """Tokens per image, ``(img_size / patch_size)^2``: the width of the token-mixing MLP's input."""
+        return (self.img_size // self.patch_size) ** 2
+
+    @property
+    def hidden_widths(self) -> tuple[int, int]:
+        """``(tokens_dim, channels_dim)``: timm's ``int(ratio * embed_dim)`` for each MLP."""
+        return tuple(int(ratio * self.embed_dim) for ratio in self.mlp_ratio)
