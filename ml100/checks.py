@@ -1003,34 +1003,6 @@ def check_linear_attention_inputs(owner: str, dtype: str, query, key, value, cau
                          f"L = {int(query.shape[-2])} and S = {int(key.shape[-2])}")
 
 
-
-# --- day 69: Llama ------------------------------------------------------------------------------------
-
-def check_llama_inputs(owner: str, config, input_ids, labels, values_known: bool = True) -> None:
-    """``input_ids (B, T)`` int64 with ``1 <= T <= max_position_embeddings`` (the positions the rotary
-    tables cover) and ids in ``[0, vocab_size)``; ``labels`` ``None`` or int64 of the same shape, each a
-    token id or -100 (ignored). ``values_known`` is False for a traced TF call."""
-    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
-    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
-    steps = shape[1]
-    if steps is None or steps < 1:
-        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
-    if steps > config.max_position_embeddings:
-        raise ValueError(f"{owner}: {steps} tokens exceed max_position_embeddings = {config.max_position_embeddings} "
-                         "(the positions the rotary tables cover)")
-    if values_known:
-        check_ids(owner, "input_ids", input_ids, config.vocab_size)
-    if labels is None:
-        return
-    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
-    if values_known:
-        values = np.asarray(labels)
-        bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
-        if np.any(bad):
-            raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
-                             f"got {np.unique(values[bad])[:5].tolist()}")
-
-
 # --- days 64-65: LoRA -------------------------------------------------------------------------------
 
 def check_lora_args(owner: str, r, lora_alpha, lora_dropout, use_rslora, rng) -> tuple:
@@ -1085,6 +1057,33 @@ def check_lora_merge_state(owner: str, merged: bool, expected: bool) -> None:
     if merged != expected:
         state = "already merged" if merged else "not merged"
         raise RuntimeError(f"{owner}: the adapter is {state}; merge() and unmerge() alternate")
+
+
+# --- day 69: Llama ------------------------------------------------------------------------------------
+
+def check_llama_inputs(owner: str, config, input_ids, labels, values_known: bool = True) -> None:
+    """``input_ids (B, T)`` int64 with ``1 <= T <= max_position_embeddings`` (the positions the rotary
+    tables cover) and ids in ``[0, vocab_size)``; ``labels`` ``None`` or int64 of the same shape, each a
+    token id or -100 (ignored). ``values_known`` is False for a traced TF call."""
+    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
+    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    steps = shape[1]
+    if steps is None or steps < 1:
+        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
+    if steps > config.max_position_embeddings:
+        raise ValueError(f"{owner}: {steps} tokens exceed max_position_embeddings = {config.max_position_embeddings} "
+                         "(the positions the rotary tables cover)")
+    if values_known:
+        check_ids(owner, "input_ids", input_ids, config.vocab_size)
+    if labels is None:
+        return
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
+    if values_known:
+        values = np.asarray(labels)
+        bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
+        if np.any(bad):
+            raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
+                             f"got {np.unique(values[bad])[:5].tolist()}")
 
 
 # --- days 55-56: ViT ----------------------------------------------------------------------------------
@@ -1152,3 +1151,17 @@ def check_router_logits(owner: str, dtype: str, num_experts: int, router_logits)
     """Day 66: router logits ``(N, num_experts)`` (tokens flattened, one row each) of the module's dtype."""
     check_input(owner, "router_logits", router_logits.shape, router_logits.dtype, expected_dtype=dtype, ndim=2,
                 last_dim=num_experts)
+
+
+def check_mixer_pixels(owner: str, config, pixel_values, expected_dtype: str, channels_last: bool) -> None:
+    """``pixel_values`` ``(B, C, H, W)`` (``(B, H, W, C)`` in the channels-last tree) of ``expected_dtype``
+    with ``C = in_chans`` and ``H = W = img_size`` (the token MLPs are as wide as the patch count)."""
+    check_input(owner, "pixel_values", pixel_values.shape, pixel_values.dtype, expected_dtype=expected_dtype, ndim=4)
+    shape = tuple(None if size is None else int(size) for size in pixel_values.shape)
+    layout = "(B, H, W, C)" if channels_last else "(B, C, H, W)"
+    channels, height, width = (shape[3], shape[1], shape[2]) if channels_last else shape[1:]
+    if channels != config.in_chans:
+        raise ValueError(f"{owner}: pixel_values must have in_chans = {config.in_chans} channels {layout}, got shape {shape}")
+    if (height, width) != (config.img_size, config.img_size):
+        raise ValueError(f"{owner}: pixel_values must be {config.img_size}x{config.img_size} images (img_size), "
+                         f"got {height}x{width}")
