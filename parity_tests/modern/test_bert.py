@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import tensorflow as tf
 import torch
 from safetensors.numpy import load_file
@@ -26,7 +28,7 @@ from transformers import BertModel as HFBertModel
 from ml100.backends import get_module
 from ml100.configs import BertConfig, ConfigError
 from parity_tests.harness import (TOLERANCES, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
-                                  gradcheck_numpy, run_torch, run_tree)
+                                  gradcheck_numpy, run_numpy, run_torch, run_tree)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODULE = "modern.bert"
@@ -415,3 +417,26 @@ def test_parameter_count_matches_hugging_face():
     for tree in TREES:
         state = get_module(tree, MODULE).BertModel(CONFIG).canonical_state_dict()
         assert {name: value.shape for name, value in state.items()} == reference, tree
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(1, 3), steps=st.integers(1, 5), heads=st.sampled_from([1, 2, 4]), layers=st.integers(1, 2),
+       vocab=st.integers(2, 20), seed=st.integers(0, 2**16))
+def test_fuzz_numpy_matches_hugging_face(batch, steps, heads, layers, vocab, seed):
+    """Random small models, ids, types and right padding (each sequence keeps its first token): the
+    NumPy tree's outputs and every gradient but the key biases equal ``BertModel``'s (float64)."""
+    config = BertConfig(vocab_size=vocab, hidden_size=8, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=6, max_position_embeddings=steps, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(seed)
+    model = get_module("numpy", MODULE).BertModel(config, dtype="float64", rng=rng)
+    state = {name: rng.uniform(-1.0, 1.0, value.shape) for name, value in model.canonical_state_dict().items()}
+    model.load_canonical_state_dict(state)
+    lengths = rng.integers(1, steps + 1, batch)
+    inputs = {"input_ids": rng.integers(0, vocab, (batch, steps)),
+              "attention_mask": (np.arange(steps)[None, :] < lengths[:, None]).astype(np.int64),
+              "token_type_ids": rng.integers(0, 2, (batch, steps))}
+    cotangents = [rng.standard_normal((batch, steps, 8)), rng.standard_normal((batch, 8))]
+    ours = run_numpy(Called(model, tuple(inputs)), inputs, (), cotangents)
+    theirs = hf_reference(config)(state, inputs, cotangents, "float64")
+    assert_no_failures(compare_results({"numpy": ours, "transformers BertModel": theirs}, "float64"), "fuzz")
