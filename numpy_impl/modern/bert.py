@@ -29,7 +29,8 @@ Sentence embedding (sentence-transformers' ``Pooling(mean)`` then ``Normalize``)
 
 .. math::  u = \frac{1}{n}\sum_t m_t h_t, \qquad e = \frac{u}{\max(\lVert u \rVert_2, 10^{-12})}, \qquad
            \bar h_t = \frac{m_t}{n}\,\bar u, \qquad
-           \bar u = \frac{\bar e - e\,\langle \bar e, e\rangle\,[\lVert u \rVert > 10^{-12}]}{\max(\lVert u \rVert, 10^{-12})}.
+           \bar u = \frac{\bar e - e\,\langle \bar e, e\rangle\,[\lVert u \rVert > 10^{-12}]}
+                         {\max(\lVert u \rVert, 10^{-12})}.
 
 Dropout (inverted, keep-masks passed in, True = keep) sits where Hugging Face puts it, keyed by its
 module: ``embeddings.dropout``, each layer's ``attention.self.dropout`` on the attention weights
@@ -107,8 +108,9 @@ class BertSelfAttention(Module):
         return merge_heads(attended)  # (B, T, E)
 
     def backward(self, grad_output: np.ndarray, keep: dict) -> np.ndarray:
+        grad_heads = split_heads(grad_output, self.num_attention_heads)  # (B, H, T, d)
         # (B, H, T, d) each; the mask is boolean: no gradient for it.
-        grad_query, grad_key, grad_value, _ = self.attention.backward(split_heads(grad_output, self.num_attention_heads))
+        grad_query, grad_key, grad_value, _ = self.attention.backward(grad_heads)
         # The three projections read the same hidden states: their input gradients add (LIFO: value first).
         grad_hidden = self.value.backward(merge_heads(grad_value))  # (B, T, E)
         grad_hidden = grad_hidden + self.key.backward(merge_heads(grad_key))  # (B, T, E)
@@ -196,7 +198,8 @@ class BertLayer(Module):
         return self.output(self.intermediate(attended), attended, _sub_masks(keep, "output"))  # (B, T, E)
 
     def backward(self, grad_output: np.ndarray, keep: dict) -> np.ndarray:
-        grad_inner, grad_attended = self.output.backward(grad_output, _sub_masks(keep, "output"))  # (B, T, F), (B, T, E)
+        # (B, T, F), (B, T, E)
+        grad_inner, grad_attended = self.output.backward(grad_output, _sub_masks(keep, "output"))
         # The attention's output feeds the feed-forward and its residual: both gradients add.
         grad_attended = grad_attended + self.intermediate.backward(grad_inner)  # (B, T, E)
         return self.attention.backward(grad_attended, _sub_masks(keep, "attention"))  # (B, T, E)
@@ -264,7 +267,8 @@ class BertModel(Module):
         dropout_on = self.training and bool(self.config.dropout_shapes(1, 1))
         masks = check_gpt_dropout_masks("BertModel", self.config, dropout_masks, batch, steps, dropout_on, False)
         # Kept entries scaled by 1/(1-p) of their site.
-        keep = {name: mask.astype(self.dtype) * dropout_scale(self.config.dropout_p(name)) for name, mask in masks.items()}
+        keep = {name: mask.astype(self.dtype) * dropout_scale(self.config.dropout_p(name))
+                for name, mask in masks.items()}
         if token_type_ids is None:
             token_type_ids = np.zeros_like(input_ids)  # (B, T)
         # 1 = attend -> True = take part, one row per sequence broadcast over heads and queries.
@@ -277,7 +281,8 @@ class BertModel(Module):
     def backward(self, grad_last_hidden_state: np.ndarray, grad_pooler_output: np.ndarray | None = None) -> None:
         keep = self.saved_for_backward()
         if grad_pooler_output is None:
-            grad_pooler_output = np.zeros(grad_last_hidden_state.shape[::2], dtype=grad_last_hidden_state.dtype)  # (B, E)
+            batch, _, width = grad_last_hidden_state.shape
+            grad_pooler_output = np.zeros((batch, width), dtype=grad_last_hidden_state.dtype)  # (B, E)
         # The pooler read the last hidden state: its gradient adds to the one coming in.
         grad_hidden = grad_last_hidden_state + self.pooler.backward(grad_pooler_output)  # (B, T, E)
         grad_hidden = self.encoder.backward(grad_hidden, _sub_masks(keep, "encoder"))  # (B, T, E)

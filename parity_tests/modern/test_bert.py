@@ -27,8 +27,8 @@ from transformers import BertModel as HFBertModel
 
 from ml100.backends import get_module
 from ml100.configs import BertConfig, ConfigError
-from parity_tests.harness import (TOLERANCES, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
-                                  gradcheck_numpy, run_numpy, run_torch, run_tree)
+from parity_tests.harness import (TOLERANCES, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity,
+                                  compare_results, gradcheck_numpy, run_numpy, run_torch, run_tree)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODULE = "modern.bert"
@@ -231,8 +231,9 @@ def test_parity(name, dtype):
     check_parity(CASES[name](), dtype)
 
 
-@pytest.mark.parametrize("case", [lambda: bert_case(TINY, steps=3), lambda: bert_case(TINY_DROPOUT, steps=3, dropout=True),
-                                  pooling_case], ids=["eval", "dropout", "pooling"])
+@pytest.mark.parametrize("case", [lambda: bert_case(TINY, steps=3),
+                                  lambda: bert_case(TINY_DROPOUT, steps=3, dropout=True), pooling_case],
+                         ids=["eval", "dropout", "pooling"])
 def test_gradcheck_numpy(case):
     gradcheck_numpy(case())
 
@@ -281,7 +282,8 @@ def test_minilm_float64_forward_and_every_gradient(minilm):
     state64 = {name: value.astype(np.float64) for name, value in state.items()}
     rng = np.random.default_rng(0)
     batch, steps = inputs["input_ids"].shape
-    cotangents = [rng.standard_normal((batch, steps, config.hidden_size)), rng.standard_normal((batch, config.hidden_size))]
+    cotangents = [rng.standard_normal((batch, steps, config.hidden_size)),
+                  rng.standard_normal((batch, config.hidden_size))]
     results = {"transformers BertModel": hf_reference(config)(state64, inputs, cotangents, "float64")}
     for tree in TREES:
         model = get_module(tree, MODULE).BertModel(config, dtype="float64")
@@ -302,9 +304,11 @@ def test_key_bias_gradient_is_zero(dtype):
                   rng.standard_normal((B, CONFIG.hidden_size)).astype(dtype)]
     model = hf_model(CONFIG, dtype).eval()
     # Weights of order 1 (Hugging Face's N(0, 0.02) would make every gradient small).
-    state = {name: rng.uniform(-1.0, 1.0, tuple(value.shape)).astype(dtype) for name, value in model.state_dict().items()}
+    state = {name: rng.uniform(-1.0, 1.0, tuple(value.shape)).astype(dtype)
+             for name, value in model.state_dict().items()}
     model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
-    results = {"transformers BertModel": run_torch(HFCalled(model), inputs, (), cotangents, dict(model.named_parameters()))}
+    reference = run_torch(HFCalled(model), inputs, (), cotangents, dict(model.named_parameters()))
+    results = {"transformers BertModel": reference}
     for tree in TREES:
         bert = get_module(tree, MODULE).BertModel(CONFIG, dtype=dtype)
         bert.load_canonical_state_dict(state)
@@ -358,11 +362,13 @@ def test_hf_padding_mask_is_the_float_minimum_and_empty_batch():
     for tree in TREES:
         model = get_module(tree, MODULE).BertModel(CONFIG, dtype="float64")
         hidden, pooled = model(CONVERTERS[tree](empty))
-        assert tuple(hidden.shape) == (0, T, CONFIG.hidden_size) and tuple(pooled.shape) == (0, CONFIG.hidden_size), tree
+        assert tuple(hidden.shape) == (0, T, CONFIG.hidden_size), tree
+        assert tuple(pooled.shape) == (0, CONFIG.hidden_size), tree
 
 
 def error_cases():
-    """(what, call(module, convert) -> None, error type, message): one bad argument each, the same text in every tree."""
+    """(what, call(module, convert) -> None, error type, message): one bad argument each, the same text in every
+    tree."""
     ids = np.zeros((1, 3), dtype=np.int64)
     return [
         ("id out of range", lambda m, cv: m.BertModel(CONFIG)(cv(np.array([[1, 30, -1]]))), ValueError,
@@ -378,7 +384,8 @@ def error_cases():
          "BertModel: attention_mask must hold 1 (attend) and 0 (padding), got [2]"),
         ("all padding", lambda m, cv: m.BertModel(CONFIG)(cv(np.zeros((2, 3), dtype=np.int64)),
                                                          cv(np.array([[1, 0, 0], [0, 0, 0]]))), ValueError,
-         "BertModel: every sequence must attend to at least one token (attention_mask 1), sequences [1] are all padding"),
+         "BertModel: every sequence must attend to at least one token (attention_mask 1), "
+         "sequences [1] are all padding"),
         ("token type out of range", lambda m, cv: m.BertModel(CONFIG)(cv(ids), None, cv(np.array([[0, 1, 2]]))),
          ValueError, "BertModel: token_type_ids must lie in [0, 2), got out-of-range values [2]"),
         ("dropout on without masks", lambda m, cv: m.BertModel(DROPOUT)(cv(ids)), ValueError,

@@ -30,7 +30,8 @@ Sentence embedding (sentence-transformers' ``Pooling(mean)`` then ``Normalize``)
 
 .. math::  u = \frac{1}{n}\sum_t m_t h_t, \qquad e = \frac{u}{\max(\lVert u \rVert_2, 10^{-12})}, \qquad
            \bar h_t = \frac{m_t}{n}\,\bar u, \qquad
-           \bar u = \frac{\bar e - e\,\langle \bar e, e\rangle\,[\lVert u \rVert > 10^{-12}]}{\max(\lVert u \rVert, 10^{-12})}.
+           \bar u = \frac{\bar e - e\,\langle \bar e, e\rangle\,[\lVert u \rVert > 10^{-12}]}
+                         {\max(\lVert u \rVert, 10^{-12})}.
 
 Dropout (inverted, keep-masks passed in, True = keep) sits where Hugging Face puts it, keyed by its
 module: ``embeddings.dropout``, each layer's ``attention.self.dropout`` on the attention weights
@@ -226,7 +227,8 @@ class BertModel(Module):
         dropout_on = self.training and bool(self.config.dropout_shapes(1, 1))
         masks = check_gpt_dropout_masks("BertModel", self.config, dropout_masks, batch, steps, dropout_on, False)
         # Kept entries scaled by 1/(1-p) of their site.
-        keep = {name: mask.to(torch_dtype(self.dtype)) * dropout_scale(self.config.dropout_p(name)) for name, mask in masks.items()}
+        keep = {name: mask.to(torch_dtype(self.dtype)) * dropout_scale(self.config.dropout_p(name))
+                for name, mask in masks.items()}
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)  # (B, T)
         # 1 = attend -> True = take part, one row per sequence broadcast over heads and queries.
