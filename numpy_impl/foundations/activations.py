@@ -142,14 +142,15 @@ class GELU(Activation):
 
     def function(self, x):
         if self.approximate == "tanh":
-            u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+            # x * x * x, as torch computes the cube: NumPy's float32 x**3 goes through powf, ~50x slower.
+            u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))
             return 0.5 * x * (1.0 + np.tanh(u))
         # At -inf this is -inf * 0 = NaN, as in torch.
         return x * normal_cdf(x)
 
     def derivative(self, x):
         if self.approximate == "tanh":
-            t = np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))
+            t = np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x)))
             du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x**2)
             # Once x^3 overflows, (1 - t^2) du is 0 * inf = NaN: torch's backward gives NaN there too.
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * du
