@@ -99,6 +99,24 @@ def to_numpy(tensor) -> np.ndarray:
     return tensor.detach().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
 
+def set_threads(threads: int) -> str:
+    """Give NumPy's BLAS, torch and TF ``threads`` threads each, for a benchmark; returns the line
+    ``BLAS/torch/TF n/n/n`` read back from the libraries. BLAS goes through threadpoolctl, which
+    works after NumPy has loaded (the ``OPENBLAS_NUM_THREADS`` variable is read only at load, and
+    this package imports NumPy). torch's OpenMP threads spin, so an oversubscribed machine
+    distorts its timings many-fold: benchmarks default to 1 and say so."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    # Called as a function, not a context, the limit holds for the rest of the process.
+    threadpool_limits(limits=threads, user_api="blas")
+    torch, tf = load_framework("torch"), load_framework("tf")
+    torch.set_num_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    blas = min((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=threads)
+    return f"BLAS/torch/TF {blas}/{torch.get_num_threads()}/{tf.config.threading.get_intra_op_parallelism_threads()}"
+
+
 def best_seconds(fn, repeats: int) -> float:
     """The fastest of ``repeats`` timed calls of ``fn``, after one untimed warm-up (and tracing, for
     ``tf.function``): the least disturbed measurement on a shared machine."""
