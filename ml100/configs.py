@@ -761,7 +761,7 @@ class BertConfig(ModelConfig):
 
 @dataclasses.dataclass(frozen=True)
 class MixerConfig(ModelConfig):
-    """The day-57 MLP-Mixer: timm ``MlpMixer``'s constructor argument names and defaults (Mixer-B/16 on
+    """The day-57 MLP-Mixer: timm ``MlpMixer``'s constructor argument names and defaults (Mixer-S/16 on
     224x224 RGB images). The image is cut into ``(img_size / patch_size)^2`` square patches (the tokens);
     each block's token MLP is ``int(mlp_ratio[0] * embed_dim)`` wide and its channel MLP
     ``int(mlp_ratio[1] * embed_dim)`` (timm scales both by ``embed_dim``). timm's fixed choices are kept
