@@ -4,7 +4,7 @@
     python examples/train_vit.py --compare --dtype float64 --epochs 2 --plot vit.png
 
 The model is day 55's ``ViTForImageClassification`` (patches, class token, positions, pre-LN
-encoder layers, a classifier on the class token), trained with Adam and day 4's cross-entropy by
+encoder layers, a classifier on the class token), trained with Adam and day 8's cross-entropy by
 each tree's ``Trainer``, as ``examples/train_cnn.py`` trains the day-17 CNN. NumPy and torch train
 on NCHW images, TF on NHWC; every backend starts from the same canonical weights and sees the same
 batches. The last line is ``test accuracy: 0.9xx``.
