@@ -16,15 +16,15 @@ The line "numpy GEMMs alone" is the floor of the NumPy tree's method: its six ba
 products (``Q K^T`` and ``A V`` forward; ``G V^T``, ``A^T G``, ``dS K`` and ``dS^T Q`` backward) on
 ready operands, nothing around them.
 
-Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF), set
-before any of them is imported: torch's OpenMP threads spin, so oversubscribed cores distort it.
+Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF; see
+``ml100.runs.set_threads``): torch's OpenMP threads spin, so oversubscribed cores distort it.
 """
 from __future__ import annotations
 
 import os
 
 from ml100.cli_args import OneLineErrorParser, positive_int
-from ml100.runs import best_seconds
+from ml100.runs import best_seconds, set_threads
 
 
 def gemm_floor(np, query, key, value, grad_output):
@@ -55,18 +55,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.embed_dim % args.heads:
         parser.error(f"argument --embed-dim: must be divisible by --heads ({args.heads}), got {args.embed_dim}")
-    # BLAS reads its thread count when NumPy loads; CPU timings must not pick up a GPU either.
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)
+    # CPU timings must not pick up a GPU.
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     import numpy as np
 
     from ml100.backends import get_module, load_framework
 
+    threads = set_threads(args.threads)
     tf, torch = load_framework("tf"), load_framework("torch")
-    torch.set_num_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     b, h, t, d = args.batch, args.heads, args.steps, args.embed_dim // args.heads
 
     rng = np.random.default_rng(0)
@@ -99,9 +95,7 @@ def main(argv=None) -> None:
              "numpy GEMMs alone": gemm_floor(np, query, key, value, grad_output), "torch tree": torch_tree_step,
              "tf tree (tf.function)": tf_tree_step}
     print(f"scaled dot-product attention forward+backward, (B, H, T, d) = ({b}, {h}, {t}, {d}), i.e. E={args.embed_dim}, "
-          f"no mask, float32 (torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: "
-          f"BLAS/torch/TF {os.environ['OPENBLAS_NUM_THREADS']}/{torch.get_num_threads()}/"
-          f"{tf.config.threading.get_intra_op_parallelism_threads()})")
+          f"no mask, float32 (torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: {threads})")
     times = {name: best_seconds(step, args.repeats) for name, step in steps.items()}
     for name, seconds in times.items():
         print(f"  {name:24s} {seconds * 1e3:8.1f} ms   {seconds / times['torch F.sdpa']:5.2f}x")

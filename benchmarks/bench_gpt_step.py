@@ -10,15 +10,15 @@ canonical weights and ids, float32. The best of ``--repeats``, printed as ratios
 the NumPy tree (every backward written out), the TF tree (its Trainer runs the step as one
 ``tf.function`` graph). Goals: NumPy <= 2x the torch tree, TF <= 1.5x.
 
-Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF), set
-before any of them is imported: torch's OpenMP threads spin, so oversubscribed cores distort it.
+Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF; see
+``ml100.runs.set_threads``): torch's OpenMP threads spin, so oversubscribed cores distort it.
 """
 from __future__ import annotations
 
 import os
 
 from ml100.cli_args import OneLineErrorParser, positive_int
-from ml100.runs import best_seconds
+from ml100.runs import best_seconds, set_threads
 
 
 def main(argv=None) -> None:
@@ -35,19 +35,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.n_embd % args.n_head:
         parser.error(f"argument --n-embd: must be divisible by --n-head ({args.n_head}), got {args.n_embd}")
-    # BLAS reads its thread count when NumPy loads; CPU timings must not pick up a GPU either.
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)
+    # CPU timings must not pick up a GPU.
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     import numpy as np
 
     from ml100.backends import get_module, load_framework
     from ml100.configs import GPTConfig
 
+    threads = set_threads(args.threads)
     tf, torch = load_framework("tf"), load_framework("torch")
-    torch.set_num_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     config = GPTConfig(vocab_size=args.vocab_size, n_positions=args.seq_len, n_embd=args.n_embd, n_layer=args.n_layer,
                        n_head=args.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
@@ -68,9 +64,7 @@ def main(argv=None) -> None:
              "tf tree (tf.function)": trainer_step("tf")}
     print(f"GPT training step (forward, loss, backward, clip, Adam), {args.n_layer} layers, d={args.n_embd}, "
           f"{args.n_head} heads, T={args.seq_len}, batch {args.batch}, V={args.vocab_size}, float32 "
-          f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: BLAS/torch/TF "
-          f"{os.environ['OPENBLAS_NUM_THREADS']}/{torch.get_num_threads()}/"
-          f"{tf.config.threading.get_intra_op_parallelism_threads()})")
+          f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: {threads})")
     times = {name: best_seconds(step, args.repeats) for name, step in steps.items()}
     for name, seconds in times.items():
         print(f"  {name:24s} {seconds * 1e3:8.1f} ms   {seconds / times['torch tree']:5.2f}x")

@@ -14,15 +14,15 @@ of steps, as the examples decode). Each is timed after one untimed warm-up run, 
 says how many generated tokens each implementation shares with the NumPy tree's (float32 rounding
 can flip a near-tie of random weights' logits, after which the sequences part).
 
-Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF), set
-before any of them is imported: torch's OpenMP threads spin, so oversubscribed cores distort it.
+Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF; see
+``ml100.runs.set_threads``): torch's OpenMP threads spin, so oversubscribed cores distort it.
 """
 from __future__ import annotations
 
 import os
 
 from ml100.cli_args import OneLineErrorParser, positive_int
-from ml100.runs import best_seconds
+from ml100.runs import best_seconds, set_threads
 
 #: The model's position table: the prompt and the new tokens must fit.
 N_POSITIONS = 512
@@ -45,9 +45,7 @@ def main(argv=None) -> None:
     if args.prompt_len + args.new_tokens > N_POSITIONS:
         parser.error(f"argument --new-tokens: --prompt-len {args.prompt_len} + {args.new_tokens} new tokens exceed "
                      f"the {N_POSITIONS} positions")
-    # BLAS reads its thread count when NumPy loads; CPU timings must not pick up a GPU either.
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)
+    # CPU timings must not pick up a GPU.
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     import numpy as np
 
@@ -55,10 +53,8 @@ def main(argv=None) -> None:
     from ml100.configs import GPTConfig
     from ml100.runs import to_backend
 
+    threads = set_threads(args.threads)
     tf, torch = load_framework("tf"), load_framework("torch")
-    torch.set_num_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPTConfig(vocab_size=args.vocab_size, n_positions=N_POSITIONS, n_embd=args.n_embd, n_layer=args.n_layer,
@@ -92,8 +88,7 @@ def main(argv=None) -> None:
             "HF generate": hf_generate}
     print(f"greedy decoding of {args.new_tokens} tokens after a {args.prompt_len}-token prompt, GPT {args.n_layer} layers, "
           f"d={args.n_embd}, {args.n_head} heads, V={args.vocab_size}, float32 (torch {torch.__version__}, "
-          f"TF {tf.__version__}, NumPy {np.__version__}; threads: BLAS/torch/TF {os.environ['OPENBLAS_NUM_THREADS']}/"
-          f"{torch.get_num_threads()}/{tf.config.threading.get_intra_op_parallelism_threads()})")
+          f"TF {tf.__version__}, NumPy {np.__version__}; threads: {threads})")
     tokens = {}
     for name, run in runs.items():
         tokens[name] = run(True)[0, args.prompt_len:]  # (new_tokens,)

@@ -11,15 +11,15 @@ tree under ``tf.function`` (the Python loop over a static T is unrolled while tr
 Goal: NumPy <= 1.5x ``torch.nn.LSTM``. The line "numpy GEMMs alone" is the floor of the NumPy
 tree's method: its matrix products (see :func:`gemm_floor`) on ready operands, nothing around them.
 
-Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF), set
-before any of them is imported: torch's OpenMP threads spin, so oversubscribed cores distort it.
+Every framework gets ``--threads`` threads (BLAS for NumPy, intra-op for torch and TF; see
+``ml100.runs.set_threads``): torch's OpenMP threads spin, so oversubscribed cores distort it.
 """
 from __future__ import annotations
 
 import os
 
 from ml100.cli_args import OneLineErrorParser, positive_int
-from ml100.runs import best_seconds
+from ml100.runs import best_seconds, set_threads
 
 
 
@@ -53,18 +53,14 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=positive_int, default=1)
     # Parsed before the frameworks load, so --help and a bad value answer at once.
     args = parser.parse_args(argv)
-    # BLAS reads its thread count when NumPy loads; CPU timings must not pick up a GPU either.
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)
+    # CPU timings must not pick up a GPU.
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     import numpy as np
 
     from ml100.backends import get_module, load_framework
 
+    threads = set_threads(args.threads)
     tf, torch = load_framework("tf"), load_framework("torch")
-    torch.set_num_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     n, t, size = args.batch, args.steps, args.size
 
     rng = np.random.default_rng(0)
@@ -104,9 +100,7 @@ def main(argv=None) -> None:
     steps = {"torch.nn.LSTM": torch_native_step, "numpy tree": numpy_step, "numpy GEMMs alone": numpy_gemms, "torch tree": torch_tree_step,
              "tf tree (tf.function)": tf_tree_step}
     print(f"LSTM forward+backward, N={n}, T={t}, input=hidden={size}, 1 layer, float32 "
-          f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: BLAS/torch/TF "
-          f"{os.environ['OPENBLAS_NUM_THREADS']}/{torch.get_num_threads()}/"
-          f"{tf.config.threading.get_intra_op_parallelism_threads()})")
+          f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: {threads})")
     times = {name: best_seconds(step, args.repeats) for name, step in steps.items()}
     for name, seconds in times.items():
         print(f"  {name:24s} {seconds * 1e3:8.1f} ms   {seconds / times['torch.nn.LSTM']:5.2f}x")

@@ -10,8 +10,8 @@ is drawn lazily, one batch per step, from one NumPy generator (never all ``T`` a
 timed once, after a short untimed warm-up (a 2-step DDIM run: first calls, allocations). Printed
 per tree: both times, the time per step, and the speed-up DDPM/DDIM (ideally T / n, since a step
 costs one model call either way). Eager execution in every tree (no ``tf.function``): the sampler
-is the Python loop the examples run. Threads: ``--threads`` for torch and TF (intra-op), set before
-either runs an op.
+is the Python loop the examples run. Threads: ``--threads`` for NumPy's BLAS, torch and TF
+(``ml100.runs.set_threads``), set before any of them runs an op.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 from ml100.backends import get_module, load_framework
 from ml100.cli_args import OneLineErrorParser, positive_int
 from ml100.configs import UNetConfig
-from ml100.runs import to_backend
+from ml100.runs import set_threads, to_backend
 from ml100.schedules import ddim_timesteps
 
 TREES = ("numpy", "torch", "tf")
@@ -55,16 +55,14 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=positive_int, default=16)
     parser.add_argument("--train-steps", type=positive_int, default=1000, help="T: DDPM's number of model calls")
     parser.add_argument("--ddim-steps", type=positive_int, default=50, help="DDIM's number of model calls")
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch and TF intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="BLAS, torch and TF intra-op threads")
     # Parsed before the frameworks load, so --help and a bad value answer at once.
     args = parser.parse_args(argv)
     if args.ddim_steps > args.train_steps:
         parser.error(f"--ddim-steps must be <= --train-steps = {args.train_steps}, got {args.ddim_steps}")
-    tf, torch = load_framework("tf"), load_framework("torch")
     # Thread settings only take effect before TF's first op.
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    torch.set_num_threads(args.threads)
+    threads = set_threads(args.threads)
+    tf, torch = load_framework("tf"), load_framework("torch")
 
     config = UNetConfig()
     shape = (args.batch, config.in_channels, config.image_size, config.image_size)
@@ -78,7 +76,7 @@ def main(argv=None) -> None:
     timesteps = ddim_timesteps(args.train_steps, args.ddim_steps)
 
     print(f"Sampling with the day-38 U-Net, N={args.batch}, {config.image_size}x{config.image_size}, float32, eager "
-          f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; torch and TF threads {args.threads})")
+          f"(torch {torch.__version__}, TF {tf.__version__}, NumPy {np.__version__}; threads: {threads})")
     print(f"  {'tree':6s} {'DDPM-' + str(args.train_steps):>12s} {'DDIM-' + str(args.ddim_steps):>12s}"
           f" {'ms/step DDPM':>13s} {'ms/step DDIM':>13s} {'DDPM/DDIM':>10s}")
     for tree in TREES:
