@@ -1164,3 +1164,30 @@ def check_mixer_pixels(owner: str, config, pixel_values, expected_dtype: str, ch
     if (height, width) != (config.img_size, config.img_size):
         raise ValueError(f"{owner}: pixel_values must be {config.img_size}x{config.img_size} images (img_size), "
                          f"got {height}x{width}")
+
+
+def check_pretraining_labels(owner: str, config, input_ids, labels, next_sentence_label, values_known: bool = True) -> None:
+    """Day 53: ``labels`` and ``next_sentence_label`` both ``None`` (no loss) or both given, as
+    ``BertForPreTraining`` computes its loss only from both: ``labels`` int64 like ``input_ids``, each
+    a token id or -100 (not masked, ignored); ``next_sentence_label`` int64 ``(B,)``, 0 (B follows A)
+    or 1 (B is random)."""
+    if (labels is None) != (next_sentence_label is None):
+        raise ValueError(f"{owner}: labels and next_sentence_label must be given together (the loss is MLM + NSP), "
+                         f"got only {'labels' if next_sentence_label is None else 'next_sentence_label'}")
+    if labels is None:
+        return
+    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
+    check_input(owner, "next_sentence_label", next_sentence_label.shape, next_sentence_label.dtype,
+                expected_dtype="int64", shape_like=shape[:1])
+    if not values_known:
+        return
+    values = np.asarray(labels)
+    bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
+    if np.any(bad):
+        raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
+                         f"got {np.unique(values[bad])[:5].tolist()}")
+    sentence = np.asarray(next_sentence_label)
+    if np.any((sentence != 0) & (sentence != 1)):
+        raise ValueError(f"{owner}: next_sentence_label must hold 0 (sentence B follows A) or 1 (B is random), "
+                         f"got {np.unique(sentence[(sentence != 0) & (sentence != 1)])[:5].tolist()}")

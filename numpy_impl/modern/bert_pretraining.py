@@ -1,0 +1,161 @@
+r"""Day 53: BERT pre-training — Hugging Face's ``BertForPreTraining``: day 52's encoder, a masked
+language model head whose decoder is the word-embedding table itself (tied), and the next-sentence
+prediction head.
+
+The ids arrive already corrupted by the 80/10/10 rule (``ml100.mlm.mask_tokens``: integer
+bookkeeping, kept once outside the trees). With :math:`h` the last hidden state ``(B, T, E)``,
+:math:`p` the pooled [CLS] state ``(B, E)`` and :math:`W` the word table ``(V, E)``:
+
+.. math::  g = \mathrm{LN}_c(\mathrm{GELU}(h W_t^\top + b_t)), \qquad
+           z = g W^\top + b_\text{dec}, \qquad s = p W_s^\top + b_s,
+
+.. math::  L = \frac{1}{|M|}\sum_{(b,t) \in M} -\log \mathrm{softmax}(z_{bt})_{y_{bt}}
+           + \frac{1}{B}\sum_b -\log \mathrm{softmax}(s_b)_{n_b},
+
+:math:`M` the positions whose label is not -100, :math:`n_b` the next-sentence label. Backward: the
+cross-entropies give :math:`\bar z = (\mathrm{softmax}(z) - \mathrm{onehot}(y))/|M|` on :math:`M` (0
+elsewhere) and :math:`\bar s` likewise; the decoder gives :math:`\bar g = \bar z W`,
+:math:`\bar b_\text{dec} = \sum \bar z` and :math:`\bar W_\text{head} = \bar z^\top g`. The table is
+one parameter used twice, so its gradient is the sum of both uses,
+
+.. math::  \bar W = \bar z^\top g + \textstyle\sum_{t:\,x_t = k} \bar e_t \quad(\text{row } k),
+
+the lookup's share (padding row excepted) added by ``BertModel.backward``. The canonical state is
+``BertForPreTraining.state_dict()``'s names less its two aliases of tied tensors,
+``cls.predictions.decoder.weight`` (= ``bert.embeddings.word_embeddings.weight``) and
+``cls.predictions.decoder.bias`` (= ``cls.predictions.bias``): the decoder is a product with the
+table, not a second layer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ml100.checks import LM_IGNORE_INDEX, check_pretraining_labels, check_rng
+from ml100.configs import BertConfig, check_config
+
+from ..foundations.activations import GELU
+from ..foundations.linear import Linear
+from ..foundations.normalization import LayerNorm
+from ..foundations.softmax_regression import CrossEntropyLoss
+from ..module import Module
+from .bert import BertModel
+
+#: Next-sentence prediction's classes: 0 = sentence B follows A, 1 = B is a random sentence.
+NSP_CLASSES = 2
+
+
+class BertPredictionHeadTransform(Module):
+    """Hugging Face's ``BertPredictionHeadTransform``: ``LayerNorm(GELU(dense(h)))``, E -> E."""
+
+    def __init__(self, config: BertConfig, dtype="float32", rng: np.random.Generator | None = None):
+        super().__init__(dtype)
+        rng = check_rng("BertPredictionHeadTransform", rng)
+        self.dense = Linear(config.hidden_size, config.hidden_size, dtype=dtype, rng=rng)
+        # hidden_act "gelu": the exact GELU, as the encoder's.
+        self.transform_act_fn = GELU("none", dtype)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)
+
+    def forward(self, hidden_states: np.ndarray) -> np.ndarray:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))  # (B, T, E)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return self.dense.backward(self.transform_act_fn.backward(self.LayerNorm.backward(grad_output)))  # (B, T, E)
+
+
+class BertLMPredictionHead(Module):
+    """Hugging Face's ``BertLMPredictionHead``: ``transform``, then the decoder — the word table
+    ``decoder_weight`` ``(V, E)`` passed in (tied) — plus the head's own ``bias`` ``(V,)`` (zeros)."""
+
+    def __init__(self, config: BertConfig, dtype="float32", rng: np.random.Generator | None = None):
+        super().__init__(dtype)
+        rng = check_rng("BertLMPredictionHead", rng)
+        self.transform = BertPredictionHeadTransform(config, dtype, rng)
+        self.params["bias"] = np.zeros(config.vocab_size, dtype=self.dtype)  # (V,)
+
+    def forward(self, hidden_states: np.ndarray, decoder_weight: np.ndarray) -> np.ndarray:
+        transformed = self.transform(hidden_states)  # (B, T, E)
+        self.save_for_backward(transformed, decoder_weight)
+        return transformed @ decoder_weight.T + self.params["bias"]  # (B, T, V)
+
+    def backward(self, grad_output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns ``(grad_hidden_states, grad_decoder_weight)``: the table's gradient from this use only."""
+        transformed, decoder_weight = self.saved_for_backward()  # (B, T, E), (V, E)
+        vocab, width = decoder_weight.shape
+        grad_rows = grad_output.reshape(-1, vocab)  # (BT, V)
+        self.grads["bias"] += grad_rows.sum(axis=0)  # (V,)
+        grad_decoder_weight = grad_rows.T @ transformed.reshape(-1, width)  # (V, E)
+        grad_transformed = grad_output @ decoder_weight  # (B, T, E)
+        return self.transform.backward(grad_transformed), grad_decoder_weight
+
+
+class BertPreTrainingHeads(Module):
+    """Hugging Face's ``BertPreTrainingHeads`` (``cls``): ``predictions`` (MLM logits ``(B, T, V)``) on
+    every position, ``seq_relationship`` (NSP logits ``(B, 2)``) on the pooled [CLS] state."""
+
+    def __init__(self, config: BertConfig, dtype="float32", rng: np.random.Generator | None = None):
+        super().__init__(dtype)
+        rng = check_rng("BertPreTrainingHeads", rng)
+        self.predictions = BertLMPredictionHead(config, dtype, rng)
+        self.seq_relationship = Linear(config.hidden_size, NSP_CLASSES, dtype=dtype, rng=rng)
+
+    def forward(self, sequence_output: np.ndarray, pooled_output: np.ndarray, decoder_weight: np.ndarray):
+        prediction_scores = self.predictions(sequence_output, decoder_weight)  # (B, T, V)
+        return prediction_scores, self.seq_relationship(pooled_output)  # (B, 2)
+
+    def backward(self, grad_prediction_scores: np.ndarray, grad_seq_relationship_score: np.ndarray):
+        """Returns ``(grad_sequence_output, grad_pooled_output, grad_decoder_weight)`` (LIFO: NSP first)."""
+        grad_pooled = self.seq_relationship.backward(grad_seq_relationship_score)  # (B, E)
+        grad_sequence, grad_decoder_weight = self.predictions.backward(grad_prediction_scores)  # (B, T, E), (V, E)
+        return grad_sequence, grad_pooled, grad_decoder_weight
+
+
+class BertForPreTraining(Module):
+    """Hugging Face's ``BertForPreTraining``: ``forward(input_ids, attention_mask=None, token_type_ids=None,
+    labels=None, next_sentence_label=None, dropout_masks=None)`` returns ``(prediction_logits (B, T, V),
+    seq_relationship_logits (B, 2), loss)``; ``loss`` (MLM + NSP cross-entropy) is ``None`` unless both
+    labels are given. ``dropout_masks`` are ``BertModel``'s (keyed as ``config.dropout_shapes``): the heads
+    have no dropout."""
+
+    def __init__(self, config: BertConfig, dtype="float32", rng: np.random.Generator | None = None):
+        super().__init__(dtype)
+        check_config("BertForPreTraining", config, BertConfig)
+        rng = check_rng("BertForPreTraining", rng)
+        self.config = config
+        self.bert = BertModel(config, dtype, rng)
+        self.cls = BertPreTrainingHeads(config, dtype, rng)
+        # One cross-entropy for both terms, as Hugging Face (-100 = not a masked position).
+        self.loss_fct = CrossEntropyLoss(ignore_index=LM_IGNORE_INDEX, dtype=dtype)
+        self.zero_grad()
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+                token_type_ids: np.ndarray | None = None, labels: np.ndarray | None = None,
+                next_sentence_label: np.ndarray | None = None, dropout_masks: dict | None = None):
+        check_pretraining_labels("BertForPreTraining", self.config, input_ids, labels, next_sentence_label)
+        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, dropout_masks)  # (B, T, E), (B, E)
+        # The tied decoder: the word table, transposed, scores every token of the vocabulary.
+        prediction_logits, seq_relationship_logits = self.cls(
+            sequence_output, pooled_output, self.bert.embeddings.word_embeddings.params["weight"])  # (B, T, V), (B, 2)
+        loss = None
+        if labels is not None:
+            masked_lm_loss = self.loss_fct(prediction_logits.reshape(-1, self.config.vocab_size), labels.reshape(-1))  # ()
+            next_sentence_loss = self.loss_fct(seq_relationship_logits, next_sentence_label)  # ()
+            loss = masked_lm_loss + next_sentence_loss
+        self.save_for_backward(loss is not None)
+        return prediction_logits, seq_relationship_logits, loss
+
+    def backward(self, grad_prediction_logits: np.ndarray, grad_seq_relationship_logits: np.ndarray,
+                 grad_loss: np.ndarray | None = None) -> None:
+        has_loss = self.saved_for_backward()
+        if has_loss:
+            # The loss is a sum: both terms get its cotangent (1 if none is given); LIFO pops NSP first.
+            cotangent = 1.0 if grad_loss is None else grad_loss
+            grad_seq_relationship_logits = grad_seq_relationship_logits + self.loss_fct.backward(cotangent)  # (B, 2)
+            grad_masked_lm = self.loss_fct.backward(cotangent)  # (BT, V)
+            grad_prediction_logits = grad_prediction_logits + grad_masked_lm.reshape(grad_prediction_logits.shape)  # (B, T, V)
+        grad_sequence, grad_pooled, grad_decoder_weight = self.cls.backward(
+            grad_prediction_logits, grad_seq_relationship_logits)  # (B, T, E), (B, E), (V, E)
+        # The decoder's use of the tied table; the lookup's use adds in bert.backward.
+        self.bert.embeddings.word_embeddings.grads["weight"] += grad_decoder_weight  # (V, E)
+        self.bert.backward(grad_sequence, grad_pooled)
+        # The ids and labels are integers: no input gradient.
+        return None
