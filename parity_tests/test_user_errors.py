@@ -105,7 +105,16 @@ def test_the_cli_passes_the_refusal_through(monkeypatch, capsys):
     assert err.startswith("train_mlp.py: error: argument --lr: expected a finite number > 0, got 'nan'")
 
 
-@pytest.mark.parametrize("script", ["benchmarks/bench_conv.py", "benchmarks/bench_mlp_step.py"])
+BENCHMARKS_WITH_REPEATS = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "benchmarks").glob("bench_*.py")
+                                 if '"--repeats"' in path.read_text())
+
+
+def test_every_benchmark_but_the_sampling_one_takes_repeats():
+    # The sampler runs each chain once (minutes at T = 1000); the rest take the best of --repeats.
+    assert len(BENCHMARKS_WITH_REPEATS) == len(list((ROOT / "benchmarks").glob("bench_*.py"))) - 1
+
+
+@pytest.mark.parametrize("script", BENCHMARKS_WITH_REPEATS)
 def test_benchmarks_refuse_bad_arguments(script, capsys):
     err = refusal(load_script(script).main, ["--repeats", "0"], capsys)
     assert "argument --repeats: expected an integer >= 1, got '0'" in err
