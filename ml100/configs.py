@@ -280,17 +280,30 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, sk
             options["required"] = True
         else:
             options["default"] = f.default
-        default = "" if f.default is dataclasses.MISSING else f" (default: {_show(f.name, f.default)})"
+        default = "" if f.default is dataclasses.MISSING else " (default: %(shown_default)s)"
         if kind.base is bool:
-            group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, help=help_text + default, **options)
-            continue
-        if kind.sequence:
-            options["nargs"] = f.metadata["length"] or "+"
-        if f.metadata["choices"]:
-            options["choices"] = f.metadata["choices"]
-        elif kind.base is int:
-            options["metavar"] = "N|none" if kind.optional else "N"
-        group.add_argument(flag_name(f.name), type=_parser_of(kind), help=help_text + default, **options)
+            action = group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction,
+                                        help=help_text + default, **options)
+        else:
+            if kind.sequence:
+                options["nargs"] = f.metadata["length"] or "+"
+            if f.metadata["choices"]:
+                options["choices"] = f.metadata["choices"]
+            elif kind.base is int:
+                options["metavar"] = "N|none" if kind.optional else "N"
+            action = group.add_argument(flag_name(f.name), type=_parser_of(kind), help=help_text + default, **options)
+        action.shown_default = _ShownDefault(f.name, action)
+
+
+class _ShownDefault:
+    """The ``%(shown_default)s`` of an option's help: its default as typed on the command line, read
+    when the help is printed, so a program's ``parser.set_defaults`` shows and not the field's."""
+
+    def __init__(self, field: str, action: argparse.Action):
+        self.field, self.action = field, action
+
+    def __str__(self) -> str:
+        return _show(self.field, self.action.default)
 
 
 def config_from_args(parser: argparse.ArgumentParser, config_class: type, args: argparse.Namespace, **fixed):

@@ -141,6 +141,16 @@ def test_flags_default_to_the_fields_defaults_and_skipped_fields_are_fixed():
         add_config_arguments(OneLineErrorParser(), CNNConfig, skip=("imagesize",))
 
 
+def test_help_shows_the_programs_own_defaults_as_typed():
+    # An example's set_defaults (its smaller model) is what --help must show, in command-line form.
+    parser = OneLineErrorParser()
+    add_config_arguments(parser, CNNConfig)
+    parser.set_defaults(hidden=7, channels=(3, 5), batch_norm=True)
+    text = " ".join(parser.format_help().split())
+    assert "(default: 7)" in text and "(default: 3 5)" in text and "(default: --batch-norm)" in text
+    assert f"(default: {CNNConfig().hidden})" not in text
+
+
 @pytest.mark.parametrize("config_class, argv, message", [
     (CNNConfig, ["--hidden", "0"], "argument --hidden: expected an integer >= 1, got '0'"),
     (CNNConfig, ["--hidden", "wide"], "argument --hidden: expected an integer, got 'wide'"),
