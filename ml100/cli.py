@@ -37,7 +37,7 @@ def list_days(as_markdown: bool = False) -> int:
             phase = day.phase
             print(f"\n{phase}/")
         mark = "done" if implemented else "    "
-        module = day.path or "(example)"
+        module = day.where or "(example)"
         print(f"  [{mark}] day {day.number:3d}  {module:38s} {day.topic}")
     print(f"\n{done} of {len(rows)} days implemented in all three trees (numpy_impl, torch_impl, tf_impl)")
     return 0

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Topics with no tensor math (merge bookkeeping, precision/recall bookkeeping): they live once in
 #: ``ml100/``, not in the three trees, and ``parity_tests/test_mirror.py`` lists them by name.
 NEUTRAL_MODULES = frozenset({"bpe", "detection_metrics"})
+#: The module-less capstones: day -> the example that is the day's work.
+CAPSTONE_EXAMPLES = {70: "examples/capstone_digits.py"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Day:
     def neutral(self) -> bool:
         """True for a topic with no tensor math, written once in the neutral package ``ml100/``."""
         return self.module in NEUTRAL_MODULES
+
+    @property
+    def where(self) -> str | None:
+        """Where the day's work lives: its module's path, or a capstone's example script."""
+        return self.path or CAPSTONE_EXAMPLES.get(self.number)
 
     @property
     def path(self) -> str | None:
@@ -150,7 +157,7 @@ def is_implemented(day: Day, root: Path = ROOT) -> bool:
     """True when the day's module has all three twins, or exists in ``ml100/`` for a neutral topic
     (a module-less capstone needs its example)."""
     if day.module is None:
-        return False
+        return day.number in CAPSTONE_EXAMPLES and (root / CAPSTONE_EXAMPLES[day.number]).is_file()
     if day.neutral:
         return (root / day.path).is_file()
     return all((root / package / day.path).is_file() for package in BACKENDS.values())
@@ -173,7 +180,7 @@ def markdown(root: Path = ROOT) -> str:
         if day.phase != phase:
             phase = day.phase
             lines += ["", f"## `{phase}/`", "", "| day | topic | module | checks beyond parity | status |", "|---|---|---|---|---|"]
-        module = f"`{day.path}`" if day.path else "example"
+        module = f"`{day.where}`" if day.where else "example"
         page = root / "docs" / "days" / f"day{day.number:02d}.md"
         topic = f"[{day.topic}](days/{page.name})" if page.is_file() else day.topic
         lines.append(f"| {day.number} | {topic} | {module} | {day.checks} | {'done' if implemented else 'planned'} |")
