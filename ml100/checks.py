@@ -1191,3 +1191,30 @@ def check_pretraining_labels(owner: str, config, input_ids, labels, next_sentenc
     if np.any((sentence != 0) & (sentence != 1)):
         raise ValueError(f"{owner}: next_sentence_label must hold 0 (sentence B follows A) or 1 (B is random), "
                          f"got {np.unique(sentence[(sentence != 0) & (sentence != 1)])[:5].tolist()}")
+
+
+def check_classifier_inputs(owner: str, config, num_labels: int, input_ids, labels, dropout_masks, dropout_on: bool,
+                            values_known: bool = True):
+    """Day 54: ``labels`` ``None`` or int64 ``(B,)`` classes in ``[0, num_labels)``; ``dropout_masks`` as
+    ``BertModel``'s plus ``"dropout"``, the classifier's keep-mask ``(B, hidden_size)`` (bool, True = keep) on
+    the pooled output, required exactly when dropout is on. Returns ``(bert_masks, classifier_mask)``."""
+    batch = None if input_ids.shape[0] is None else int(input_ids.shape[0])
+    if labels is not None:
+        check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=(batch,))
+        values = np.asarray(labels) if values_known else np.zeros(0, dtype=np.int64)
+        bad = (values < 0) | (values >= num_labels)
+        if np.any(bad):
+            raise ValueError(f"{owner}: labels must be classes in [0, {num_labels}) (num_labels), "
+                             f"got {np.unique(values[bad])[:5].tolist()}")
+    bert_masks = dict(dropout_masks or {})
+    classifier_mask = bert_masks.pop("dropout", None)
+    if dropout_on and classifier_mask is None:
+        raise ValueError(f"{owner}: dropout is on (training, hidden_dropout_prob > 0), so dropout_masks must hold "
+                         f"'dropout', the classifier's keep-mask (bool, True = keep) of shape (B, {config.hidden_size})")
+    if classifier_mask is not None:
+        if not dropout_on:
+            raise ValueError(f"{owner}: dropout_masks['dropout'] given but dropout is off (eval mode or "
+                             "hidden_dropout_prob = 0)")
+        check_input(owner, "dropout_masks['dropout']", classifier_mask.shape, classifier_mask.dtype,
+                    expected_dtype="bool", shape_like=(batch, config.hidden_size))
+    return bert_masks or None, classifier_mask

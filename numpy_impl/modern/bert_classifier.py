@@ -1,0 +1,74 @@
+r"""Day 54: BERT fine-tuning for classification — Hugging Face's ``BertForSequenceClassification``: day 52's
+encoder, dropout on the pooled [CLS] state and one ``Linear`` to ``num_labels`` logits.
+
+With :math:`p = \tanh(h^L_0 W_p^\top + b_p)` the pooler output ``(B, E)`` and :math:`k` the classifier's
+keep-mask (passed in, True = keep, rate ``hidden_dropout_prob`` as Hugging Face's default
+``classifier_dropout=None``):
+
+.. math::  z = \Big(\frac{k \odot p}{1 - q}\Big) W_c^\top + b_c, \qquad
+           L = \frac1B \sum_b -\log \mathrm{softmax}(z_b)_{y_b},
+
+:math:`q` the dropout probability. Backward: :math:`\bar z = (\mathrm{softmax}(z) - e_y)/B` (plus any cotangent
+of the logits), :math:`\bar W_c = \bar z^\top \tilde p`, :math:`\bar b_c = \sum_b \bar z_b`,
+:math:`\bar p = (k/(1-q)) \odot \bar z W_c`, then ``BertModel.backward`` with no gradient on the last hidden
+state but the pooler's. Canonical names are Hugging Face's (``bert.*``, ``classifier.weight``
+``(num_labels, E)``, ``classifier.bias``), so its state dict loads unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ml100.checks import check_classifier_inputs, check_int, check_rng
+from ml100.configs import BertConfig, check_config
+
+from ..foundations.linear import Linear
+from ..foundations.softmax_regression import CrossEntropyLoss
+from ..module import Module
+from .bert import BertModel
+from .gpt import _maybe_drop
+from .multihead import dropout_scale
+
+
+class BertForSequenceClassification(Module):
+    """Hugging Face's ``BertForSequenceClassification`` (single-label): ``forward(input_ids, attention_mask=None,
+    token_type_ids=None, labels=None, dropout_masks=None)`` returns ``(logits (B, num_labels), loss)``
+    (``loss`` is ``None`` without labels); ``dropout_masks`` are ``BertModel``'s plus ``"dropout"`` ``(B, E)``,
+    the classifier's."""
+
+    def __init__(self, config: BertConfig, num_labels: int = 2, dtype="float32", rng: np.random.Generator | None = None):
+        super().__init__(dtype)
+        check_config("BertForSequenceClassification", config, BertConfig)
+        rng = check_rng("BertForSequenceClassification", rng)
+        self.config = config
+        # Two classes at least: Hugging Face's num_labels = 1 is regression (MSE), not implemented.
+        self.num_labels = check_int("BertForSequenceClassification", "num_labels", num_labels, 2)
+        self.bert = BertModel(config, dtype, rng)
+        self.classifier = Linear(config.hidden_size, num_labels, dtype=dtype, rng=rng)
+        self.loss_fct = CrossEntropyLoss(dtype=dtype)
+        self.zero_grad()
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+                token_type_ids: np.ndarray | None = None, labels: np.ndarray | None = None,
+                dropout_masks: dict | None = None):
+        dropout_on = self.training and self.config.hidden_dropout_prob > 0
+        bert_masks, classifier_mask = check_classifier_inputs("BertForSequenceClassification", self.config, self.num_labels,
+                                                              input_ids, labels, dropout_masks, dropout_on)
+        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, bert_masks)  # (B, T, E), (B, E)
+        # Kept entries scaled by 1/(1-p); None (eval) is the identity.
+        keep = None if classifier_mask is None else (
+            classifier_mask.astype(self.dtype) * dropout_scale(self.config.hidden_dropout_prob))  # (B, E)
+        logits = self.classifier(_maybe_drop(pooled_output, keep))  # (B, L)
+        loss = None if labels is None else self.loss_fct(logits, labels)  # ()
+        self.save_for_backward(keep, sequence_output.shape, loss is not None)
+        return logits, loss
+
+    def backward(self, grad_logits: np.ndarray, grad_loss: np.ndarray | None = None) -> None:
+        keep, sequence_shape, has_loss = self.saved_for_backward()
+        if has_loss:
+            # The loss read the logits: its gradient adds (the cotangent is 1 if none is given).
+            grad_logits = grad_logits + self.loss_fct.backward(1.0 if grad_loss is None else grad_loss)  # (B, L)
+        grad_pooled = _maybe_drop(self.classifier.backward(grad_logits), keep)  # (B, E)
+        # Only the pooler read the encoder's output here: no gradient enters the last hidden state directly.
+        self.bert.backward(np.zeros(sequence_shape, dtype=grad_pooled.dtype), grad_pooled)
+        # The ids and labels are integers: no input gradient.
+        return None
