@@ -49,7 +49,8 @@ def mask_tokens(input_ids: np.ndarray, special_tokens_mask: np.ndarray, selectio
         raise ValueError(f"{owner}: special_tokens_mask must hold 0/1 (or bool) of shape {shape}, got "
                          f"{special.dtype} of shape {special.shape}")
     for name, uniforms in (("selection_uniforms", selection_uniforms), ("action_uniforms", action_uniforms)):
-        if uniforms.shape != shape or not np.issubdtype(uniforms.dtype, np.floating) or np.any((uniforms < 0) | (uniforms >= 1)):
+        in_range = np.issubdtype(uniforms.dtype, np.floating) and np.all((uniforms >= 0) & (uniforms < 1))
+        if uniforms.shape != shape or not in_range:
             raise ValueError(f"{owner}: {name} must be floats in [0, 1) of shape {shape}, got {uniforms.dtype} of "
                              f"shape {uniforms.shape}")
     if not 0.0 <= mlm_probability <= 1.0:
@@ -58,6 +59,7 @@ def mask_tokens(input_ids: np.ndarray, special_tokens_mask: np.ndarray, selectio
     selected = (selection_uniforms < mlm_probability) & (special == 0)  # (B, T)
     replaced = selected & (action_uniforms < MASK_SHARE)  # (B, T)
     randomized = selected & (action_uniforms >= MASK_SHARE) & (action_uniforms < RANDOM_END)  # (B, T)
-    corrupted = np.where(replaced, mask_token_id, np.where(randomized, random_ids, input_ids)).astype(np.int64)  # (B, T)
+    kept_or_random = np.where(randomized, random_ids, input_ids)  # (B, T)
+    corrupted = np.where(replaced, mask_token_id, kept_or_random).astype(np.int64)  # (B, T)
     labels = np.where(selected, input_ids, LM_IGNORE_INDEX).astype(np.int64)  # (B, T)
     return corrupted, labels

@@ -131,13 +131,15 @@ class BertForPreTraining(Module):
                 token_type_ids: np.ndarray | None = None, labels: np.ndarray | None = None,
                 next_sentence_label: np.ndarray | None = None, dropout_masks: dict | None = None):
         check_pretraining_labels("BertForPreTraining", self.config, input_ids, labels, next_sentence_label)
-        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, dropout_masks)  # (B, T, E), (B, E)
+        # (B, T, E), (B, E)
+        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, dropout_masks)
         # The tied decoder: the word table, transposed, scores every token of the vocabulary.
         prediction_logits, seq_relationship_logits = self.cls(
             sequence_output, pooled_output, self.bert.embeddings.word_embeddings.params["weight"])  # (B, T, V), (B, 2)
         loss = None
         if labels is not None:
-            masked_lm_loss = self.loss_fct(prediction_logits.reshape(-1, self.config.vocab_size), labels.reshape(-1))  # ()
+            flat_logits = prediction_logits.reshape(-1, self.config.vocab_size)  # (BT, V)
+            masked_lm_loss = self.loss_fct(flat_logits, labels.reshape(-1))  # ()
             next_sentence_loss = self.loss_fct(seq_relationship_logits, next_sentence_label)  # ()
             loss = masked_lm_loss + next_sentence_loss
         self.save_for_backward(loss is not None)
@@ -151,7 +153,8 @@ class BertForPreTraining(Module):
             cotangent = 1.0 if grad_loss is None else grad_loss
             grad_seq_relationship_logits = grad_seq_relationship_logits + self.loss_fct.backward(cotangent)  # (B, 2)
             grad_masked_lm = self.loss_fct.backward(cotangent)  # (BT, V)
-            grad_prediction_logits = grad_prediction_logits + grad_masked_lm.reshape(grad_prediction_logits.shape)  # (B, T, V)
+            grad_masked_lm = grad_masked_lm.reshape(grad_prediction_logits.shape)  # (B, T, V)
+            grad_prediction_logits = grad_prediction_logits + grad_masked_lm  # (B, T, V)
         grad_sequence, grad_pooled, grad_decoder_weight = self.cls.backward(
             grad_prediction_logits, grad_seq_relationship_logits)  # (B, T, E), (B, E), (V, E)
         # The decoder's use of the tied table; the lookup's use adds in bert.backward.

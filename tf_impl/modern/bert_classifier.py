@@ -37,7 +37,8 @@ class BertForSequenceClassification(Module):
     (``loss`` is ``None`` without labels); ``dropout_masks`` are ``BertModel``'s plus ``"dropout"`` ``(B, E)``,
     the classifier's."""
 
-    def __init__(self, config: BertConfig, num_labels: int = 2, dtype="float32", rng: np.random.Generator | None = None):
+    def __init__(self, config: BertConfig, num_labels: int = 2, dtype="float32",
+                 rng: np.random.Generator | None = None):
         super().__init__(dtype)
         check_config("BertForSequenceClassification", config, BertConfig)
         rng = check_rng("BertForSequenceClassification", rng)
@@ -52,10 +53,11 @@ class BertForSequenceClassification(Module):
                 token_type_ids: tf.Tensor | None = None, labels: tf.Tensor | None = None,
                 dropout_masks: dict | None = None):
         dropout_on = self.training and self.config.hidden_dropout_prob > 0
-        bert_masks, classifier_mask = check_classifier_inputs("BertForSequenceClassification", self.config, self.num_labels,
-                                                              input_ids, labels, dropout_masks, dropout_on,
-                                                              values_known=tf.executing_eagerly())
-        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, bert_masks)  # (B, T, E), (B, E)
+        bert_masks, classifier_mask = check_classifier_inputs("BertForSequenceClassification", self.config,
+                                                              self.num_labels, input_ids, labels, dropout_masks,
+                                                              dropout_on, values_known=tf.executing_eagerly())
+        # (B, T, E), (B, E)
+        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, bert_masks)
         # Kept entries scaled by 1/(1-p); None (eval) is the identity.
         keep = None if classifier_mask is None else (
             tf.cast(classifier_mask, tf_dtype(self.dtype)) * dropout_scale(self.config.hidden_dropout_prob))  # (B, E)

@@ -113,13 +113,15 @@ class BertForPreTraining(Module):
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 next_sentence_label: torch.Tensor | None = None, dropout_masks: dict | None = None):
         check_pretraining_labels("BertForPreTraining", self.config, input_ids, labels, next_sentence_label)
-        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, dropout_masks)  # (B, T, E), (B, E)
+        # (B, T, E), (B, E)
+        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids, dropout_masks)
         # The tied decoder: the word table, transposed, scores every token of the vocabulary.
         prediction_logits, seq_relationship_logits = self.cls(
             sequence_output, pooled_output, self.bert.embeddings.word_embeddings.weight)  # (B, T, V), (B, 2)
         loss = None
         if labels is not None:
-            masked_lm_loss = self.loss_fct(prediction_logits.reshape(-1, self.config.vocab_size), labels.reshape(-1))  # ()
+            flat_logits = prediction_logits.reshape(-1, self.config.vocab_size)  # (BT, V)
+            masked_lm_loss = self.loss_fct(flat_logits, labels.reshape(-1))  # ()
             next_sentence_loss = self.loss_fct(seq_relationship_logits, next_sentence_label)  # ()
             loss = masked_lm_loss + next_sentence_loss
         return prediction_logits, seq_relationship_logits, loss
