@@ -15,6 +15,8 @@ finite-difference check.
 """
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import tensorflow as tf
 import torch
 from transformers import BertConfig as HFBertConfig
@@ -24,7 +26,8 @@ from ml100.backends import get_module
 from ml100.checks import LM_IGNORE_INDEX
 from ml100.configs import BertConfig
 from ml100.mlm import mask_tokens
-from parity_tests.harness import TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, run_torch
+from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
+                                  gradcheck_numpy, run_numpy, run_torch)
 from parity_tests.modern.test_bert import CONVERTERS, KEY_BIAS, without_key_bias
 
 MODULE = "modern.bert_pretraining"
@@ -290,3 +293,25 @@ def test_mask_tokens_errors(changes, message):
                  "selection_uniforms": np.zeros((1, 3)), "action_uniforms": np.zeros((1, 3)),
                  "random_ids": np.zeros((1, 3), dtype=np.int64), "mask_token_id": 4}
     assert_raises_exactly(ValueError, message, lambda: mask_tokens(**{**arguments, **changes}))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(1, 3), steps=st.integers(2, 5), heads=st.sampled_from([1, 2, 4]), vocab=st.integers(3, 20),
+       seed=st.integers(0, 2**16))
+def test_fuzz_numpy_matches_hugging_face(batch, steps, heads, vocab, seed):
+    """Random small models, masked ids, right padding and NSP labels: the NumPy tree's logits, loss and every
+    gradient but the key biases equal ``BertForPreTraining``'s (float64)."""
+    config = BertConfig(vocab_size=vocab, hidden_size=8, num_hidden_layers=1, num_attention_heads=heads,
+                        intermediate_size=6, max_position_embeddings=steps, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(seed)
+    model = get_module("numpy", MODULE).BertForPreTraining(config, dtype="float64", rng=rng)
+    state = {name: rng.uniform(-1.0, 1.0, value.shape) for name, value in model.canonical_state_dict().items()}
+    model.load_canonical_state_dict(state)
+    inputs = pretraining_inputs(config, batch, steps)("float64", rng)
+    lengths = rng.integers(1, steps + 1, batch)
+    inputs["attention_mask"] = (np.arange(steps)[None, :] < lengths[:, None]).astype(np.int64)
+    cotangents = [rng.standard_normal((batch, steps, vocab)), rng.standard_normal((batch, 2)), np.ones(())]
+    ours = run_numpy(Called(model, tuple(inputs)), inputs, (), cotangents)
+    theirs = hf_reference(config)(state, inputs, cotangents, "float64")
+    assert_no_failures(compare_results({"numpy": ours, "transformers BertForPreTraining": theirs}, "float64"), "fuzz")
