@@ -1201,9 +1201,10 @@ def check_classifier_inputs(owner: str, config, num_labels: int, input_ids, labe
     batch = None if input_ids.shape[0] is None else int(input_ids.shape[0])
     if labels is not None:
         check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=(batch,))
-        values = np.asarray(labels) if values_known else np.zeros(0, dtype=np.int64)
-        bad = (values < 0) | (values >= num_labels)
-        if np.any(bad):
+        # A traced TF call has no values to read: its ops check them.
+        values = np.asarray(labels) if values_known else None
+        bad = None if values is None else (values < 0) | (values >= num_labels)
+        if bad is not None and np.any(bad):
             raise ValueError(f"{owner}: labels must be classes in [0, {num_labels}) (num_labels), "
                              f"got {np.unique(values[bad])[:5].tolist()}")
     bert_masks = dict(dropout_masks or {})
