@@ -1152,6 +1152,7 @@ def check_router_logits(owner: str, dtype: str, num_experts: int, router_logits)
     check_input(owner, "router_logits", router_logits.shape, router_logits.dtype, expected_dtype=dtype, ndim=2,
                 last_dim=num_experts)
 
+
 def check_mixer_pixels(owner: str, config, pixel_values, expected_dtype: str, channels_last: bool) -> None:
     """``pixel_values`` ``(B, C, H, W)`` (``(B, H, W, C)`` in the channels-last tree) of ``expected_dtype``
     with ``C = in_chans`` and ``H = W = img_size`` (the token MLPs are as wide as the patch count)."""

@@ -16,7 +16,7 @@ from ml100.curriculum import DAYS, status
 from ml100.exercise import (KEPT_FUNCTIONS, days_label, exercise_path, find_day, has_docstring,
                             module_name, skeleton, source_path)
 
-BUILT = [(day, backend) for day, implemented in status() if implemented
+BUILT = [(day, backend) for day, implemented in status() if implemented and day.module
          for backend in (["numpy"] if day.neutral else list(BACKENDS))]
 
 
