@@ -71,9 +71,11 @@ def build_model(backend: str, args, rng=None):
     return getattr(get_module(backend, "generative.seq2seq"), name)(args.config, dtype=args.dtype, rng=rng)
 
 
-def make_trainer(backend: str, args, state: dict[str, np.ndarray]):
-    """The same four objects in every tree: model (as a token classifier), loss, optimizer, trainer."""
-    model = build_model(backend, args)
+def make_trainer(backend: str, args, state: dict[str, np.ndarray], build=None):
+    """The same four objects in every tree: model (as a token classifier), loss, optimizer, trainer;
+    ``build(backend, args)`` makes the model (this script's GRU seq2seq unless given: day 47's
+    ``train_transformer.py`` passes its Transformer)."""
+    model = (build or build_model)(backend, args)
     model.load_canonical_state_dict(state)
     classifier = get_module(backend, "generative.seq2seq").TeacherForcing(model, args.max_len + 1)
     loss_fn = get_module(backend, "foundations.losses").CrossEntropyLoss(dtype=args.dtype)
@@ -92,9 +94,11 @@ def make_data(args) -> dict[str, np.ndarray]:
     return {"x": np.concatenate([src, tgt_in], axis=1), "y": tgt_out, "test_src": test_src, "test_out": test_out}
 
 
-def train(backend: str, args, state, data, progress) -> tuple[list[float], float]:
-    """Train one backend; returns its per-step losses and its held-out sequence accuracy."""
-    trainer = make_trainer(backend, args, state)
+def fit_reversal(backend: str, args, state, data, progress, build=None):
+    """Train one backend's model (made by ``build``, see :func:`make_trainer`) on digit reversal with
+    teacher forcing; returns its per-step losses, its held-out sequence accuracy (greedy decoding)
+    and the trained model."""
+    trainer = make_trainer(backend, args, state, build)
     rng = np.random.default_rng(args.seed)
     steps_per_epoch = len(data["x"]) // args.batch_size
     task = progress.add_task(f"{backend:5s}", total=args.epochs * steps_per_epoch, loss=float("nan"))
@@ -111,6 +115,13 @@ def train(backend: str, args, state, data, progress) -> tuple[list[float], float
                                                toy_tasks.BOS_ID))  # (M, T)
     accuracy = toy_tasks.sequence_accuracy(predicted, data["test_out"])
     progress.console.print(f"{backend}: {len(losses)} steps in {seconds:.1f} s, sequence accuracy {accuracy:.3f}")
+    return losses, accuracy, model
+
+
+def train(backend: str, args, state, data, progress) -> tuple[list[float], float]:
+    """Train one backend; returns its per-step losses and its held-out sequence accuracy (and draws
+    the attention map when asked for one run)."""
+    losses, accuracy, model = fit_reversal(backend, args, state, data, progress)
     if args.plot and not args.compare:
         save_attention_plot(args.plot, backend, model, data)
     return losses, accuracy

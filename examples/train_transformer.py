@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,8 +24,11 @@ from ml100 import toy_tasks
 from ml100.backends import BACKENDS, get_module
 from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_training_arguments, positive_int
 from ml100.configs import TransformerConfig, add_config_arguments, config_from_args
-from ml100.data import batch_indices
-from ml100.runs import report_comparison, save_curves_plot, shared_initial_weights, to_backend, training_progress
+from ml100.runs import report_comparison, save_curves_plot, shared_initial_weights, training_progress
+
+# Day 28's example trains and scores the same task: its data and loop are reused, not copied.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_seq2seq import fit_reversal, make_data  # noqa: E402 - needs the folder on the path first
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,46 +66,10 @@ def build_model(backend: str, args, rng=None):
     return get_module(backend, "modern.transformer").Seq2SeqTransformer(args.config, dtype=args.dtype, rng=rng)
 
 
-def make_trainer(backend: str, args, state: dict[str, np.ndarray]):
-    """The same four objects in every tree: model (as a token classifier), loss, optimizer, trainer."""
-    model = build_model(backend, args)
-    model.load_canonical_state_dict(state)
-    classifier = get_module(backend, "generative.seq2seq").TeacherForcing(model, args.max_len + 1)
-    loss_fn = get_module(backend, "foundations.losses").CrossEntropyLoss(dtype=args.dtype)
-    optimizer = get_module(backend, "foundations.optim").Adam(dict(classifier.named_parameters()), lr=args.lr)
-    return get_module(backend, "foundations.trainer").Trainer(classifier, loss_fn, optimizer)
-
-
-def make_data(args) -> dict[str, np.ndarray]:
-    """Held-out strings first, then training strings disjoint from them, all encoded."""
-    rng = np.random.default_rng(args.seed)
-    test = toy_tasks.draw_strings(args.test_size, args.min_len, args.max_len, rng)
-    train = toy_tasks.draw_strings(args.train_size, args.min_len, args.max_len, rng, exclude=frozenset(test))
-    src, tgt_in, tgt_out = toy_tasks.encode_reversal(train, args.max_len)
-    test_src, _, test_out = toy_tasks.encode_reversal(test, args.max_len)
-    # The Trainer's input is [src | tgt_in], its labels one per target token.
-    return {"x": np.concatenate([src, tgt_in], axis=1), "y": tgt_out, "test_src": test_src, "test_out": test_out}
-
-
 def train(backend: str, args, state, data, progress) -> tuple[list[float], float]:
-    """Train one backend; returns its per-step losses and its held-out sequence accuracy."""
-    trainer = make_trainer(backend, args, state)
-    rng = np.random.default_rng(args.seed)
-    steps_per_epoch = len(data["x"]) // args.batch_size
-    task = progress.add_task(f"{backend:5s}", total=args.epochs * steps_per_epoch, loss=float("nan"))
-    losses = []
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        for index in batch_indices(len(data["x"]), args.batch_size, rng):
-            losses.append(trainer.train_step(data["x"][index], data["y"][index].reshape(-1)))
-            progress.update(task, completed=len(losses), loss=losses[-1])
-    seconds = time.perf_counter() - start
-    model = trainer.model.model
-    model.eval()
-    predicted = np.asarray(model.greedy_decode(to_backend(backend, data["test_src"]), args.max_len + 1,
-                                               toy_tasks.BOS_ID))  # (M, T)
-    accuracy = toy_tasks.sequence_accuracy(predicted, data["test_out"])
-    progress.console.print(f"{backend}: {len(losses)} steps in {seconds:.1f} s, sequence accuracy {accuracy:.3f}")
+    """Train one backend through day 28's reversal loop (teacher forcing, each tree's Trainer,
+    greedy decoding); returns its per-step losses and its held-out sequence accuracy."""
+    losses, accuracy, _ = fit_reversal(backend, args, state, data, progress, build=build_model)
     return losses, accuracy
 
 
