@@ -116,8 +116,8 @@ def hf_reference(config: BertConfig):
 
 
 class Called:
-    """A BertModel as a case calls it: ids, mask and types by name, the keep-masks (inputs named by
-    their dropout site) gathered into ``dropout_masks``."""
+    """A BERT model (``BertModel`` and the day-53/54 heads on it) as a case calls it: inputs by name,
+    the keep-masks (inputs named by their dropout site) gathered into ``dropout_masks``."""
 
     def __init__(self, model, names):
         self.model, self.names = model, tuple(names)

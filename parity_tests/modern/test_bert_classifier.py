@@ -16,8 +16,7 @@ from transformers import BertForSequenceClassification as HFBertForSequenceClass
 from ml100.backends import get_module
 from ml100.configs import BertConfig
 from parity_tests.harness import TREES, Case, assert_raises_exactly, check_parity, gradcheck_numpy, run_torch
-from parity_tests.modern.test_bert import CONVERTERS, KEY_BIAS, without_key_bias
-from parity_tests.modern.test_bert_pretraining import Called
+from parity_tests.modern.test_bert import CONVERTERS, KEY_BIAS, Called, without_key_bias
 
 MODULE = "modern.bert_classifier"
 B, T, LABELS = 3, 5, 3

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import tensorflow as tf
 import torch
 from transformers import BertConfig as HFBertConfig
 from transformers import BertForPreTraining as HFBertForPreTraining
@@ -28,7 +27,7 @@ from ml100.configs import BertConfig
 from ml100.mlm import mask_tokens
 from parity_tests.harness import (TREES, Case, assert_no_failures, assert_raises_exactly, check_parity, compare_results,
                                   gradcheck_numpy, run_numpy, run_torch)
-from parity_tests.modern.test_bert import CONVERTERS, KEY_BIAS, without_key_bias
+from parity_tests.modern.test_bert import CONVERTERS, KEY_BIAS, Called, without_key_bias
 
 MODULE = "modern.bert_pretraining"
 B, T = 2, 5
@@ -76,36 +75,6 @@ def hf_reference(config: BertConfig):
         model.load_state_dict({name: torch.from_numpy(value) for name, value in canonical_to_hf_pretraining(state).items()})
         return run_torch(HFCalled(model), inputs, (), cotangents, without_key_bias(dict(model.named_parameters())))
     return run
-
-
-class Called:
-    """A BertForPreTraining as a case calls it: inputs by name, keep-masks gathered into ``dropout_masks``."""
-
-    def __init__(self, model, names):
-        self.model, self.names = model, tuple(names)
-
-    def arguments(self, tensors) -> dict:
-        named = dict(zip(self.names, tensors))
-        masks = {name: named.pop(name) for name in list(named) if name.startswith(("embeddings.", "encoder."))}
-        return {**named, "dropout_masks": masks or None}
-
-    def __call__(self, *tensors):
-        return self.model(**self.arguments(tensors))
-
-    def forward(self, *tensors):
-        return self.model.forward(**self.arguments(tensors))
-
-    def backward(self, *cotangents):
-        return self.model.backward(*cotangents)
-
-    def named_parameters(self):
-        return list(without_key_bias(dict(self.model.named_parameters())).items())
-
-    def canonical_grads(self, *tape_grads):
-        return without_key_bias(self.model.canonical_grads(*tape_grads))
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
 
 
 def pretraining_inputs(config: BertConfig, batch: int = B, steps: int = T, dropout: bool = False):
