@@ -26,7 +26,7 @@ from ml100.backends import BACKENDS, get_module
 from ml100.cli_args import OneLineErrorParser, add_training_arguments, check_batch_size
 from ml100.configs import CVAEConfig, VAEConfig, add_config_arguments, config_from_args
 from ml100.data import batch_indices, load_digits_split
-from ml100.runs import report_comparison, shared_initial_weights, to_backend, to_numpy, training_progress
+from ml100.runs import shared_initial_weights, to_backend, to_numpy, training_progress
 
 NCHW_TO_NHWC, NHWC_TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 #: The config fields the digits fix (8x8 grey images, ten classes): not options.

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from ml100 import toy_tasks
 from ml100.backends import get_module
 from ml100.checks import DECODER_DROPOUT_SITES, ENCODER_DROPOUT_MASKS
 from ml100.configs import ConfigError, TransformerConfig
