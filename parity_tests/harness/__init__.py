@@ -11,8 +11,8 @@
 - :mod:`.references` — reference runners per phase (``references.foundations``,
   ``references.generative``: the recurrent layers' torch/Keras references and weight conversions).
 """
-from .case import (TREES, Case, build_model, build_models, random_weights, run_all_trees, run_one_tree, run_reference,
-                   share_weights)
+from .case import (TREES, Case, WithoutParameters, build_model, build_models, random_weights, run_all_trees, run_one_tree,
+                   run_reference, share_weights)
 from .compare import (TOLERANCES, assert_no_failures, assert_raises_exactly, compare_exact, compare_results, compare_special, compare_tensors,
                       is_float, max_errors)
 from .layouts import (NCHW_TO_NHWC, NHWC_TO_NCHW, channels_first, channels_last, nchw_to_nhwc, nhwc_to_nchw, to_canonical,
@@ -28,7 +28,7 @@ from .special import SPECIAL_PASSES, SpecialPass, check_special_values
 from .trajectory import Trajectory, check_trajectory, gradient_descent_curves
 
 __all__ = [
-    "TREES", "Case", "build_model", "build_models", "random_weights", "run_all_trees", "run_one_tree", "run_reference",
+    "TREES", "Case", "WithoutParameters", "build_model", "build_models", "random_weights", "run_all_trees", "run_one_tree", "run_reference",
     "share_weights",
     "TOLERANCES", "assert_no_failures", "assert_raises_exactly", "compare_exact", "compare_results", "compare_special", "compare_tensors", "is_float",
     "max_errors",

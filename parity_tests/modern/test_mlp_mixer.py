@@ -25,8 +25,8 @@ from timm.models.mlp_mixer import MlpMixer as TimmMlpMixer
 
 from ml100.backends import get_module
 from ml100.configs import ConfigError, MixerConfig
-from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity,
-                                  compare_results, gradcheck_numpy, run_numpy, run_torch, run_tree)
+from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, WithoutParameters, assert_no_failures, assert_raises_exactly,
+                                  check_parity, compare_results, gradcheck_numpy, run_numpy, run_torch, run_tree)
 
 MODULE = "modern.mlp_mixer"
 B = 2
@@ -49,32 +49,6 @@ TOKEN_FC2_BIAS = re.compile(r"blocks\.\d+\.mlp_tokens\.fc2\.bias$")
 def _without_token_fc2_bias(named: dict) -> dict:
     """``named`` less the token MLPs' ``fc2.bias`` (:data:`TOKEN_FC2_BIAS`)."""
     return {name: value for name, value in named.items() if not TOKEN_FC2_BIAS.search(name)}
-
-
-class WithoutTokenBias:
-    """A tree's MlpMixer whose parameters and gradients, as the harness sees them, leave out
-    :data:`TOKEN_FC2_BIAS`; everything else goes to the model."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, pixel_values):
-        return self.model(pixel_values)
-
-    def forward(self, pixel_values):
-        return self.model.forward(pixel_values)
-
-    def backward(self, grad_output):
-        return self.model.backward(grad_output)
-
-    def named_parameters(self):
-        return list(_without_token_fc2_bias(dict(self.model.named_parameters())).items())
-
-    def canonical_grads(self, *tape_grads):
-        return _without_token_fc2_bias(self.model.canonical_grads(*tape_grads))
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
 
 
 def mixer_state_to_timm(state: dict) -> dict:
@@ -103,7 +77,7 @@ def timm_reference(config: MixerConfig):
 def mixer_case(config: MixerConfig, batch: int = B) -> Case:
     return Case(
         module=MODULE,
-        build=lambda m, dtype, rng: WithoutTokenBias(m.MlpMixer(config, dtype=dtype, rng=rng)),
+        build=lambda m, dtype, rng: WithoutParameters(m.MlpMixer(config, dtype=dtype, rng=rng), TOKEN_FC2_BIAS),
         inputs=lambda dtype, rng: {"pixel_values": rng.standard_normal(
             (batch, config.in_chans, config.img_size, config.img_size)).astype(dtype)},
         differentiable=("pixel_values",),
@@ -263,6 +237,6 @@ def test_fuzz_numpy_matches_timm(batch, patch, blocks, channels, ratios, seed):
     model.load_canonical_state_dict(state)
     inputs = {"pixel_values": rng.standard_normal((batch, channels, 8, 8))}
     cotangents = [rng.standard_normal((batch, 3))]
-    ours = run_numpy(WithoutTokenBias(model), inputs, ("pixel_values",), cotangents)
+    ours = run_numpy(WithoutParameters(model, TOKEN_FC2_BIAS), inputs, ("pixel_values",), cotangents)
     theirs = timm_reference(config)(state, inputs, cotangents, "float64")
     assert_no_failures(compare_results({"numpy": ours, "timm": theirs}, "float64"), "fuzz")

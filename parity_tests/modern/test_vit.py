@@ -37,9 +37,8 @@ from transformers import ViTModel as HFViTModel
 
 from ml100.backends import get_module
 from ml100.configs import ConfigError, ViTConfig
-from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity,
-                                  compare_results, gradcheck_numpy, run_numpy, run_torch,
-                                  run_tree)
+from parity_tests.harness import (NCHW_TO_NHWC, TREES, Case, WithoutParameters, assert_no_failures, assert_raises_exactly,
+                                  check_parity, compare_results, gradcheck_numpy, run_numpy, run_torch, run_tree)
 
 MODULE = "modern.vit"
 B = 2
@@ -101,32 +100,6 @@ def _without_key_bias(named: dict) -> dict:
     return {name: value for name, value in named.items() if not KEY_BIAS.search(name)}
 
 
-class WithoutKeyBias:
-    """A tree's ViT whose parameters and gradients, as the harness sees them, leave out :data:`KEY_BIAS`;
-    everything else goes to the model."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, pixel_values):
-        return self.model(pixel_values)
-
-    def forward(self, pixel_values):
-        return self.model.forward(pixel_values)
-
-    def backward(self, grad_output):
-        return self.model.backward(grad_output)
-
-    def named_parameters(self):
-        return list(_without_key_bias(dict(self.model.named_parameters())).items())
-
-    def canonical_grads(self, *tape_grads):
-        return _without_key_bias(self.model.canonical_grads(*tape_grads))
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-
 def hf_model(config: ViTConfig, dtype: str, classifier: bool):
     """Hugging Face's ViT of the same architecture, built offline: sdpa in float64 (see the module docstring)."""
     hf_config = HFViTConfig(**config.to_dict(), attn_implementation="sdpa" if dtype == "float64" else "eager")
@@ -162,7 +135,7 @@ def vit_case(config: ViTConfig, classifier: bool = True, batch: int = B) -> Case
     model_class = "ViTForImageClassification" if classifier else "ViTModel"
     return Case(
         module=MODULE,
-        build=lambda m, dtype, rng: WithoutKeyBias(getattr(m, model_class)(config, dtype=dtype, rng=rng)),
+        build=lambda m, dtype, rng: WithoutParameters(getattr(m, model_class)(config, dtype=dtype, rng=rng), KEY_BIAS),
         inputs=lambda dtype, rng: {"pixel_values": rng.standard_normal(
             (batch, config.num_channels, config.image_size, config.image_size)).astype(dtype)},
         differentiable=("pixel_values",),
@@ -356,6 +329,6 @@ def test_fuzz_numpy_matches_hugging_face(batch, patch, heads, layers, channels, 
     model.load_canonical_state_dict(state)
     inputs = {"pixel_values": rng.standard_normal((batch, channels, 8, 8))}
     cotangents = [rng.standard_normal((batch, 3))]
-    ours = run_numpy(WithoutKeyBias(model), inputs, ("pixel_values",), cotangents)
+    ours = run_numpy(WithoutParameters(model, KEY_BIAS), inputs, ("pixel_values",), cotangents)
     theirs = hf_reference(config, True)(state, inputs, cotangents, "float64")
     assert_no_failures(compare_results({"numpy": ours, "transformers": theirs}, "float64"), "fuzz")
