@@ -324,3 +324,24 @@ def test_class_ids_select_classes_as_coco_cat_ids():
     assert result["classes"].tolist() == [0, 7]
     assert result["map_per_class"].tolist() == pytest.approx([1.0, -1.0], abs=1e-12)
     assert result["map"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_equals_torchmetrics_on_the_detectors_own_outputs():
+    """Day 62's tiny YOLO (NumPy tree), trained for a few Adam steps on generated scenes, decoded with
+    its per-class NMS at a low score threshold (many detections, ties and misses): its detections on
+    held-out scenes score the same with ours as with torchmetrics, every summary and the whole table."""
+    from ml100.runs import training_progress
+    from parity_tests.scripts import load_script
+
+    example = load_script("examples/train_detector.py")
+    parser = example.build_parser()
+    args = example.check_arguments(parser, parser.parse_args(
+        ["--backend", "numpy", "--epochs", "2", "--train-size", "64", "--test-size", "12", "--batch-size", "16",
+         "--score-threshold", "0.05"]))
+    data = example.make_data(args)
+    state = example.build_yolo("numpy", args, np.random.default_rng(0)).canonical_state_dict()
+    with training_progress() as progress:
+        _, _, found = example.train("numpy", args, state, data, progress)
+    truth = [{"boxes": boxes, "labels": labels} for boxes, labels in zip(data["test_boxes"], data["test_labels"])]
+    assert sum(len(item["scores"]) for item in found) > len(found), "expected several detections per scene"
+    assert_matches_torchmetrics(mean_average_precision(found, truth), torchmetrics_map(found, truth))
