@@ -301,6 +301,16 @@ def check_transformer_inputs(owner: str, dtype: str, d_model: int, batch_first: 
 LM_IGNORE_INDEX = -100
 
 
+def check_lm_label_values(owner: str, labels, vocab_size: int) -> None:
+    """Language-model labels (GPT, Llama, BERT's MLM): each a token id in ``[0, vocab_size)`` or
+    :data:`LM_IGNORE_INDEX` (a position the loss skips)."""
+    values = np.asarray(labels)
+    bad = ((values < 0) | (values >= vocab_size)) & (values != LM_IGNORE_INDEX)
+    if np.any(bad):
+        raise ValueError(f"{owner}: labels must lie in [0, {vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
+                         f"got {np.unique(values[bad])[:5].tolist()}")
+
+
 def check_gpt_inputs(owner: str, config, input_ids, labels, past_length: int, values_known: bool = True) -> None:
     """``input_ids (B, T)`` int64 with ``T >= 1`` and ids in ``[0, vocab_size)``; ``past_length + T``
     (the cached steps before these) at most ``n_positions``, the rows of the position table; ``labels``
@@ -321,11 +331,7 @@ def check_gpt_inputs(owner: str, config, input_ids, labels, past_length: int, va
         return
     check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
     if values_known:
-        values = np.asarray(labels)
-        bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
-        if np.any(bad):
-            raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
-                             f"got {np.unique(values[bad])[:5].tolist()}")
+        check_lm_label_values(owner, labels, config.vocab_size)
 
 
 def check_gpt_dropout_masks(owner: str, config, dropout_masks, batch: int, steps: int, dropout_on: bool,
@@ -554,11 +560,7 @@ def check_llama_inputs(owner: str, config, input_ids, labels, values_known: bool
         return
     check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
     if values_known:
-        values = np.asarray(labels)
-        bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
-        if np.any(bad):
-            raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
-                             f"got {np.unique(values[bad])[:5].tolist()}")
+        check_lm_label_values(owner, labels, config.vocab_size)
 
 
 def check_bert_inputs(owner: str, config, input_ids, attention_mask, token_type_ids, values_known: bool = True) -> None:
@@ -627,11 +629,7 @@ def check_pretraining_labels(owner: str, config, input_ids, labels, next_sentenc
                 expected_dtype="int64", shape_like=shape[:1])
     if not values_known:
         return
-    values = np.asarray(labels)
-    bad = ((values < 0) | (values >= config.vocab_size)) & (values != LM_IGNORE_INDEX)
-    if np.any(bad):
-        raise ValueError(f"{owner}: labels must lie in [0, {config.vocab_size}) or be {LM_IGNORE_INDEX} (ignored), "
-                         f"got {np.unique(values[bad])[:5].tolist()}")
+    check_lm_label_values(owner, labels, config.vocab_size)
     sentence = np.asarray(next_sentence_label)
     if np.any((sentence != 0) & (sentence != 1)):
         raise ValueError(f"{owner}: next_sentence_label must hold 0 (sentence B follows A) or 1 (B is random), "
