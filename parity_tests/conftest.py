@@ -23,6 +23,9 @@ import keras  # noqa: E402,F401  (imported once here, after TF is configured)
 
 from hypothesis import settings  # noqa: E402
 
+# Every run writes the largest error per test file, pair and dtype: the site's parity dashboard.
+pytest_plugins = ["parity_tests.harness.dashboard"]
+
 # CI replays one fixed set of fuzz examples, so a run is reproducible; locally they keep exploring.
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):

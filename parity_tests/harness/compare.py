@@ -11,6 +11,8 @@ import itertools
 
 import numpy as np
 
+from .record import record
+
 #: Max |a - b| relative to the larger of the two tensors' max magnitudes.
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}
 
@@ -65,6 +67,7 @@ def compare_tensors(label: str, pair: str, a, b, dtype: str, failures: list[str]
         failures.append(f"{label} [{pair}]: non-finite values")
         return
     abs_err, rel_err = max_errors(a, b)
+    record(label, pair, dtype, rel_err)
     if rel_err > TOLERANCES[dtype]:
         failures.append(f"{label} [{pair}]: max abs err {abs_err:.3e}, max rel err {rel_err:.3e} > {TOLERANCES[dtype]:.0e}")
 
