@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from .compare import TOLERANCES
 from .record import Comparison, listening
 
 #: Bumped when the JSON's layout changes; a file of another schema is replaced whole.
@@ -73,7 +74,7 @@ def merged(path: Path, files: dict[str, list[dict]]) -> dict:
             old = {}
     kept = old.get("files", {}) if old.get("schema") == SCHEMA else {}
     kept.update(files)
-    return {"schema": SCHEMA, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
+    return {"schema": SCHEMA, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(), "tolerances": TOLERANCES,
             "files": dict(sorted(kept.items()))}
 
 
