@@ -47,8 +47,10 @@ LANGUAGES = {".py": "python", ".md": "markdown", ".toml": "toml", ".yml": "yaml"
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[^\n]*\n.*?^(?P=indent)(?P=fence)[ \t]*$", re.S | re.M)
 _INLINE_CODE = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)", re.S)
 # $$display$$ first, then $inline$: no space inside the dollars, no digit right after the closing
-# one (so "$5 and $6" is not math), and an escaped \$ is never a delimiter.
-_MATH = re.compile(r"\$\$(?P<display>.+?)\$\$|(?<![\\$\w])\$(?=[^\s$])(?P<inline>[^$\n]+?)(?<![\s\\])\$(?![\w$])", re.S)
+# one (so "$5 and $6" is not math), and an escaped \$ is never a delimiter. Inline math may wrap
+# onto the next line of its paragraph, never across a blank line.
+_MATH = re.compile(r"\$\$(?P<display>.+?)\$\$|(?<![\\$\w])\$(?=[^\s$])(?P<inline>(?:[^$\n]|\n(?![ \t]*\n))+?)(?<![\s\\])\$(?![\w$])",
+                   re.S)
 # Markdown links and images with a relative target: ](target) or ](target "title").
 _LINK = re.compile(r"(?P<head>\]\()(?P<target>[^)\s#]+)(?P<anchor>#[^)\s]*)?(?P<tail>(?:\s+\"[^\"]*\")?\))")
 _PLACEHOLDER = "ML100MATH{}X"
@@ -174,7 +176,8 @@ def source_page(repo_path: str) -> str:
     path = ROOT / repo_path
     language = LANGUAGES.get(path.suffix, "text")
     code = fenced(path.read_text(), language, options='linenums="1"')
-    return f"# `{repo_path}`\n\n{code}\n"
+    # Left out of the search index: the pages of the site are searched, and the code is searched in the editor.
+    return f"---\nsearch:\n  exclude: true\n---\n\n# `{repo_path}`\n\n{code}\n"
 
 
 # -- side by side --------------------------------------------------------------------------------
@@ -209,7 +212,8 @@ def twin_diff(old: str, new: str) -> str:
 def side_by_side(day: Day, page_uri: str) -> str:
     """The section a day page gets: its files in tabs, the twins' diffs, links to its tests."""
     files = twin_files(day)
-    parts = ["## Side by side", "",
+    # The code is left out of the search index (attr_list's data-search-exclude): the prose is what one searches.
+    parts = ["## Side by side { data-search-exclude }", "",
              "The code below is read from the repository when the site is built. "
              "Switching a tab switches every tab group on the page.", ""]
     for label, repo_path in files.items():
