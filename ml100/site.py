@@ -317,6 +317,7 @@ def navigation() -> list:
                  {"Conventions": "conventions.md"}, {"Exercises": "exercises.md"}]
     if (DOCS / "notebooks.md").is_file():
         nav.append({"Notebooks": "notebooks.md"})
+    nav.append({"About this site": "site.md"})
     for phase, title in PHASE_TITLES.items():
         pages = [f"days/day{day.number:02d}.md" for day in DAYS
                  if day.phase == phase and (DOCS / "days" / f"day{day.number:02d}.md").is_file()]
