@@ -263,50 +263,68 @@ def format_error(value: float, tolerance: float) -> str:
     return text if value <= tolerance else f"**{text} ✗**"
 
 
-def dashboard_rows(files: dict[str, list[dict]], tolerances: dict[str, float]) -> list[str]:
-    """One row per (day, dtype): the largest error for each pair of trees and for each reference."""
-    tree_pairs = [(a, b) for i, a in enumerate(BACKENDS) for b in list(BACKENDS)[i + 1:]]
-    rows = []
+TREE_PAIRS = [(a, b) for i, a in enumerate(BACKENDS) for b in list(BACKENDS)[i + 1:]]
+
+
+def largest_errors(files: dict[str, list[dict]], day: Day) -> dict[tuple[str, object], float]:
+    """(dtype, pair of trees or reference name) -> the largest relative error in the day's tests."""
+    worst: dict[tuple[str, object], float] = {}
+    for test in day_tests(day):
+        for row in files.get(test.relative_to(ROOT).as_posix(), []):
+            key = (row["dtype"], split_pair(row["pair"]) or reference_name(row["pair"]))
+            worst[key] = max(worst.get(key, 0.0), row["max_rel_err"])
+    return worst
+
+
+def dashboard_tables(files: dict[str, list[dict]], tolerances: dict[str, float]) -> tuple[list[str], list[str]]:
+    """Two tables' rows: per day, each pair of trees in every dtype; per day and reference, every dtype."""
+    tree_rows, reference_rows = [], []
     for day, done in status():
         if not done or day.module is None:
             continue
-        records = [row for test in day_tests(day) for row in files.get(test.relative_to(ROOT).as_posix(), [])]
+        worst = largest_errors(files, day)
         page = f"[{day.number}](days/day{day.number:02d}.md)"
-        for dtype, tolerance in tolerances.items():
-            worst: dict = {}
-            for row in (row for row in records if row["dtype"] == dtype):
-                key = split_pair(row["pair"]) or reference_name(row["pair"])
-                worst[key] = max(worst.get(key, 0.0), row["max_rel_err"])
-            if not worst:
-                continue
-            trees = [format_error(worst[pair], tolerance) if pair in worst else "" for pair in tree_pairs]
-            references = " · ".join(f"{name} {format_error(value, tolerance)}"
-                                    for name, value in sorted(worst.items(), key=lambda item: -item[1]) if isinstance(name, str))
-            rows.append(f"| {page} | {day.module} | {dtype} | " + " | ".join(trees) + f" | {references} |")
-    return rows
+        cells = [format_error(worst[dtype, pair], tolerance) if (dtype, pair) in worst else "–"
+                 for dtype, tolerance in tolerances.items() for pair in TREE_PAIRS]
+        if any(cell != "–" for cell in cells):
+            tree_rows.append(f"| {page} | {day.module} | " + " | ".join(cells) + " |")
+        references = sorted({name for _, name in worst if isinstance(name, str)})
+        for name in references:
+            cells = [format_error(worst[dtype, name], tolerance) if (dtype, name) in worst else "–"
+                     for dtype, tolerance in tolerances.items()]
+            reference_rows.append(f"| {page} | {day.module} | `{name}` | " + " | ".join(cells) + " |")
+    return tree_rows, reference_rows
 
 
 def dashboard_page() -> str:
     """The Markdown of "Parity dashboard", from the JSON the last test run wrote."""
     data = json.loads(PARITY_JSON.read_text()) if PARITY_JSON.is_file() else {}
     tolerances = data.get("tolerances", {})
-    head = ["# Parity dashboard", "",
+    # Wide tables: the page gives up the menu and the table of contents.
+    head = ["---", "hide:", "  - navigation", "  - toc", "---", "", "# Parity dashboard", "",
             "For every implemented day, the largest relative error the test run saw between each pair of trees and "
             "against each reference (`torch.nn`, Keras, Hugging Face, …), in float64 and float32: "
             "max |a − b| over the larger tensor's max magnitude, over every output and gradient the day's tests "
-            f"compare, with the tolerance of each dtype "
-            "(parity_tests/harness/compare.py); a value above its tolerance is marked ✗ (the run that wrote it failed).", ""]
+            "compare. A value above its dtype's tolerance (`parity_tests/harness/compare.py`) is marked ✗: the run "
+            "that wrote it failed. A dash: the day's tests compare no such pair in that dtype.", ""]
     if not data:
         return "\n".join(head + ["No test run has been recorded in this checkout yet: run `python -m pytest`, then build "
                                  "the site again.", ""])
     versions = ", ".join(f"{name} {version}" for name, version in data.get("versions", {}).items())
     count = sum(row["comparisons"] for rows in data["files"].values() for row in rows)
-    names = " | ".join(f"{TREE_LABELS[a]} – {TREE_LABELS[b]}" for i, a in enumerate(BACKENDS) for b in list(BACKENDS)[i + 1:])
-    table = [f"| day | module | dtype | {names} | references (largest first) |", "|---|---|---|---|---|---|---|",
-             *dashboard_rows(data["files"], tolerances)]
     limits = ", ".join(f"{dtype} {tolerance:.0e}" for dtype, tolerance in tolerances.items())
-    return "\n".join(head + [f"Written by the test run of {data['written']} ({versions}): {count:,} tensor comparisons "
-                             f"in {len(data['files'])} test files. Tolerances: {limits}.", "", *table, ""])
+    tree_rows, reference_rows = dashboard_tables(data["files"], tolerances)
+    pairs = " | ".join(f"{dtype} {TREE_LABELS[a]} – {TREE_LABELS[b]}" for dtype in tolerances for a, b in TREE_PAIRS)
+    dtypes = " | ".join(tolerances)
+    return "\n".join(head + [
+        f"Written by the test run of {data['written']} ({versions}): {count:,} tensor comparisons in "
+        f"{len(data['files'])} test files. Tolerances: {limits}.", "",
+        "## Between the trees", "", f"| day | module | {pairs} |", "|---|---|" + "---|" * len(TREE_PAIRS) * len(tolerances),
+        *tree_rows, "",
+        "## Against the references", "",
+        "Each outside implementation fed the same weights and inputs, as the tests name it (a tree's output "
+        "against it, or, for the neutral days, ours against it).", "",
+        f"| day | module | reference | {dtypes} |", "|---|---|---|" + "---|" * len(tolerances), *reference_rows, ""])
 
 
 # -- MkDocs hooks --------------------------------------------------------------------------------
