@@ -6,17 +6,21 @@
     ml100 run train_mlp --compare --dtype float64
     ml100 exercise start 6 --backend numpy      # a skeleton of day 6's module to write (docs/exercises.md)
     ml100 exercise check 6 --backend numpy      # grade it with the day's parity tests
+    ml100 notebooks build [--days 1 7]          # a Jupyter notebook per built day, in build/notebooks (docs/notebooks.md)
+    ml100 notebooks run                         # execute them all in one kernel
 """
 from __future__ import annotations
 
 import argparse
 import runpy
 import sys
+import time
 from pathlib import Path
 
 from .backends import BACKENDS
 from .curriculum import ROOT, markdown, status
 from .exercise import DEFAULT_DIR, ExerciseError, check, command, functions_to_write, start, table
+from .notebooks import DEFAULT_OUT, NotebookError, build_notebooks, built_notebooks, run_notebooks
 
 EXAMPLES = ROOT / "examples"
 
@@ -72,6 +76,23 @@ def exercise(action: str, day: int, backend: str, directory: Path, force: bool) 
     return 0 if all(row.passed for row in checks) else 1
 
 
+def notebooks(action: str, days: list[int] | None, out: Path) -> int:
+    """``build``: write the day notebooks and list them; ``run``: execute every notebook in ``out`` in
+    one kernel, a line per notebook. A refused request or a failed notebook is one message on stderr."""
+    try:
+        if action == "build":
+            started = time.perf_counter()
+            paths = build_notebooks(days, out)
+            print(f"wrote {len(paths)} notebooks to {out} in {time.perf_counter() - started:.1f} s")
+            return 0
+        started = time.perf_counter()
+        times = run_notebooks(built_notebooks(out))
+    except NotebookError as error:
+        raise SystemExit(f"ml100 notebooks {action}: {error}") from None
+    print(f"ran {len(times)} notebooks in one kernel in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml100", description="The 100-day ML curriculum in NumPy, PyTorch and TensorFlow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     practice.add_argument("--backend", choices=list(BACKENDS), required=True, help="which tree's module to write")
     practice.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="folder of your exercises (default: ./exercises)")
     practice.add_argument("--force", action="store_true", help="start: overwrite an existing skeleton")
+    books = commands.add_parser("notebooks", help="a Jupyter notebook per built day: `build` them, `run` them (docs/notebooks.md)")
+    books.add_argument("action", choices=["build", "run"])
+    books.add_argument("--days", type=int, nargs="+", help="build: only these days (default: every built day)")
+    books.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the notebooks' folder (default: {DEFAULT_OUT})")
     options = parser.parse_args(argv)
     if options.command == "list":
         return list_days(options.markdown)
@@ -93,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if options.force and options.action == "check":
             practice.error("--force is for `start` (it overwrites a skeleton); `check` never writes")
         return exercise(options.action, options.day, options.backend, options.dir, options.force)
+    if options.command == "notebooks":
+        if options.days is not None and options.action == "run":
+            books.error("--days is for `build`; `run` executes every notebook in --out")
+        return notebooks(options.action, options.days, options.out)
     return run_example(options.example, options.args)
 
 
