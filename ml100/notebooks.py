@@ -113,9 +113,17 @@ def collect(paths: Iterable[Path]) -> list[str]:
     return [line for line in listed if "::" in line]
 
 
+def singular(word: str) -> str:
+    """``curves`` -> ``curve``, ``matches`` -> ``match``, ``classes`` -> ``class``; ``loss`` and short words
+    (``bias``) stay."""
+    if len(word) <= 4 or not word.endswith("s") or word.endswith("ss"):
+        return word
+    return word[:-2] if word.endswith(("ches", "shes", "sses", "xes")) else word[:-1]
+
+
 def words(text: str) -> set[str]:
-    """``text``'s lowercase words, a plural ``s`` dropped (``curves`` and ``curve`` are one word)."""
-    return {word.removesuffix("s") if len(word) > 4 else word for word in re.findall(r"[a-z0-9]+", text.lower())}
+    """``text``'s lowercase words, singular (``curves`` and ``curve`` are one word)."""
+    return {singular(word) for word in re.findall(r"[a-z0-9]+", text.lower())}
 
 
 def score(day: Day, node_id: str) -> int | None:
