@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     practice.add_argument("--backend", choices=list(BACKENDS), required=True, help="which tree's module to write")
     practice.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="folder of your exercises (default: ./exercises)")
     practice.add_argument("--force", action="store_true", help="start: overwrite an existing skeleton")
-    books = commands.add_parser("notebooks", help="a Jupyter notebook per built day: `build` them, `run` them (docs/notebooks.md)")
+    books = commands.add_parser("notebooks", help="a Jupyter notebook per built day: `build`, then `run` (docs/notebooks.md)")
     books.add_argument("action", choices=["build", "run"])
     books.add_argument("--days", type=int, nargs="+", help="build: only these days (default: every built day)")
     books.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the notebooks' folder (default: {DEFAULT_OUT})")

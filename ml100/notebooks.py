@@ -107,7 +107,8 @@ def collect(paths: Iterable[Path]) -> list[str]:
                "--parity-json=", *paths]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if finished.returncode != 0:
-        raise NotebookError(f"collecting the tests of {len(paths)} files failed:\n{finished.stdout[-3000:]}{finished.stderr[-3000:]}")
+        said = finished.stdout[-3000:] + finished.stderr[-3000:]
+        raise NotebookError(f"collecting the tests of {len(paths)} files failed:\n{said}")
     # -q lists one id a line, then a blank line and the count.
     listed = finished.stdout.split("\n\n")[0].splitlines()
     return [line for line in listed if "::" in line]
@@ -129,10 +130,11 @@ def words(text: str) -> set[str]:
 def score(day: Day, node_id: str) -> int | None:
     """How well ``node_id`` shows the day's trees agreeing; ``None`` for a test never picked.
 
-    A day's ``PREFERRED`` test outranks all; otherwise three points per word of the day's topic in the test's name and parameters (days sharing a
-    module pick their own tests: ridge on day 2, Adam on day 10), two for "parity" or one for
-    another word of agreement, one for float64 (the tight tolerance); minus three for a test of
-    one tree (parametrized by ``numpy``, ``torch`` or ``tf``).
+    A day's ``PREFERRED`` test outranks all. Otherwise: three points per word of the day's topic in
+    the test's name and parameters (days sharing a module pick their own tests: polynomial features
+    on day 2, AdaGrad on day 10), two for "parity" or one for another word of agreement, one for
+    float64 (the tight tolerance), minus three for a test of one tree (parametrized by ``numpy``,
+    ``torch`` or ``tf``).
     """
     test = node_id.partition("::")[2]
     function = test.partition("[")[0]
@@ -325,7 +327,8 @@ def agreement(*node_ids: str, exact: str | None = None) -> Agreement:
     import pytest
 
     if not node_ids:
-        raise NotebookError("agreement needs at least one test id, e.g. 'parity_tests/foundations/test_mlp.py::test_mlp_parity'")
+        raise NotebookError("agreement needs at least one test id, "
+                            "e.g. 'parity_tests/foundations/test_mlp.py::test_mlp_parity'")
     listening = harness().record.listening
     recorder = Recorder()
     said = io.StringIO()
@@ -336,13 +339,14 @@ def agreement(*node_ids: str, exact: str | None = None) -> Agreement:
         with listening(recorder), contextlib.redirect_stdout(said):
             # pytest's unraisable-exception plugin runs gc.collect at the end of every session: with
             # torch and TF loaded that took 0.7 s of a 0.8 s call, repeated in every notebook.
-            code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:unraisableexception", "--parity-json=", *node_ids],
-                               plugins=[recorder])
+            code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:unraisableexception", "--parity-json=",
+                                *node_ids], plugins=[recorder])
     finally:
         os.chdir(here)
     missing = [node_id for node_id in node_ids if not any(test.startswith(node_id) for test in recorder.outcomes)]
     if missing or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise NotebookError(f"pytest could not run {', '.join(missing or node_ids)} (exit code {int(code)}):\n{said.getvalue()[-3000:]}")
+        raise NotebookError(f"pytest could not run {', '.join(missing or node_ids)} (exit code {int(code)}):\n"
+                            f"{said.getvalue()[-3000:]}")
     result = summarize(recorder.observed, recorder.outcomes, exact)
     if recorder.failures:
         reasons = "\n\n".join(f"{test}:\n{text[-2000:]}" for test, text in recorder.failures.items())
