@@ -83,14 +83,19 @@ def notebooks(action: str, days: list[int] | None, out: Path) -> int:
         if action == "build":
             started = time.perf_counter()
             paths = build_notebooks(days, out)
-            print(f"wrote {len(paths)} notebooks to {out} in {time.perf_counter() - started:.1f} s")
+            print(f"wrote {plural(len(paths), 'notebook')} to {out} in {time.perf_counter() - started:.1f} s")
             return 0
         started = time.perf_counter()
         times = run_notebooks(built_notebooks(out))
     except NotebookError as error:
         raise SystemExit(f"ml100 notebooks {action}: {error}") from None
-    print(f"ran {len(times)} notebooks in one kernel in {time.perf_counter() - started:.1f} s")
+    print(f"ran {plural(len(times), 'notebook')} in one kernel in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 notebook``, ``69 notebooks``."""
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def main(argv: list[str] | None = None) -> int:
