@@ -29,6 +29,8 @@ from mkdocs.structure.files import File
 # Absolute imports: MkDocs loads a hook file by its path, not as a module of the package.
 from ml100.backends import BACKENDS
 from ml100.curriculum import DAYS, ROOT, Day, status
+from ml100.exercise import DEFAULT_DIR, command
+from ml100.notebooks import day_tests, notebook_name, sources
 
 log = logging.getLogger("mkdocs.plugins.ml100")
 
@@ -82,8 +84,8 @@ def outside_code(markdown: str, rewrite) -> str:
 
 def to_mathml(tex: str, display: bool, where: str) -> str:
     """One formula as MathML; an unreadable one is logged as a warning, which fails ``--strict``."""
-    for command, symbol in _TEX_SYMBOLS.items():
-        tex = re.sub(re.escape(command) + r"(?![A-Za-z])", lambda _: symbol, tex)
+    for tex_command, symbol in _TEX_SYMBOLS.items():
+        tex = re.sub(re.escape(tex_command) + r"(?![A-Za-z])", lambda _: symbol, tex)
     try:
         mathml = latex_to_mathml(tex.strip(), display="block" if display else "inline")
     except Exception as error:  # noqa: BLE001 - the converter raises many types; all mean "cannot read"
@@ -187,17 +189,10 @@ def day_of_page(src_uri: str) -> Day | None:
     return DAYS[int(match.group(1)) - 1] if match else None
 
 
-def day_tests(day: Day) -> list[Path]:
-    from ml100.exercise import test_files  # the exercise module knows which tests are a day's
-    return test_files(day)
-
-
 def twin_files(day: Day) -> dict[str, str]:
     """Tab label -> repository path of what the day implements: the three twins, or the one neutral
-    module or capstone example."""
-    if day.module is None or day.neutral:
-        return {"Python": day.where}
-    return {TREE_LABELS[tree]: f"{tree}_impl/{day.path}" for tree in BACKENDS}
+    module or capstone example (:func:`ml100.notebooks.sources`)."""
+    return {TREE_LABELS.get(key, "Python"): path for key, path in sources(day.number).items()}
 
 
 def twin_diff(old: str, new: str) -> str:
@@ -227,7 +222,20 @@ def side_by_side(day: Day, page_uri: str) -> str:
     links = [f"[`{Path(test).name}`]({posixpath.relpath(code_page(test), posixpath.dirname(page_uri))})" for test in tests]
     if links:
         parts += ["Tests: " + ", ".join(links) + ".", ""]
+    parts += [practice(day, posixpath.dirname(page_uri)), ""]
     return "\n".join(parts)
+
+
+def practice(day: Day, page_folder: str) -> str:
+    """Where the day's exercise (not for a capstone, which has no module) and notebook come from."""
+    exercises, notebooks = (posixpath.relpath(page, page_folder) for page in ("exercises.md", "notebooks.md"))
+    notebook = (f"`ml100 notebooks build --days {day.number}` writes `build/notebooks/{notebook_name(day)}`, this page as "
+                f"a notebook that runs the day's parity tests ([Notebooks]({notebooks})).")
+    if day.module is None:
+        return "Notebook: " + notebook
+    return (f"Practice: `{command('start', day.number, 'numpy', DEFAULT_DIR)}` writes the day's module with its bodies to "
+            f"fill in and `{command('check', day.number, 'numpy', DEFAULT_DIR)}` grades it ([Exercises]({exercises})); "
+            + notebook)
 
 
 def insert_side_by_side(markdown: str, day: Day, page_uri: str) -> str:
