@@ -286,7 +286,17 @@ def harness():
     # Test modules import ``parity_tests`` from the repository root, wherever the caller runs.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import parity_tests.conftest  # noqa: F401
+    first = "parity_tests.conftest" not in sys.modules
+    if first and "tensorflow" in sys.modules and "torch._dynamo" not in sys.modules:
+        raise NotebookError("TensorFlow was imported in this process before torch._dynamo, and the tests would then "
+                            "segfault: restart the kernel and run the tests first (or import torch._dynamo before TF)")
+    try:
+        import parity_tests.conftest  # noqa: F401
+    except RuntimeError as error:
+        # TF refuses new thread settings once it has run an op.
+        sys.modules.pop("parity_tests.conftest", None)
+        raise NotebookError(f"TensorFlow already ran in this process ({error}): restart the kernel and run the "
+                            "tests before any TensorFlow code") from None
     import parity_tests.harness
 
     return parity_tests.harness

@@ -6,6 +6,7 @@ replaced by a collection inside this session (``collect_here``), so the suite pa
 """
 import ast
 import re
+import sys
 
 import nbformat
 import pytest
@@ -200,6 +201,14 @@ def test_agreement_runs_tests_here_and_refuses_when_nothing_was_compared():
         agreement(mlp + "test_mlp_canonical_names_and_shapes")
     with pytest.raises(NotebookError, match="pytest could not run"):
         agreement(mlp + "test_no_such_test")
+
+
+def test_agreement_refuses_a_process_that_imported_tf_before_torch_dynamo(monkeypatch):
+    """As a kernel would be where TF came first: the harness is not imported (it would segfault)."""
+    monkeypatch.delitem(sys.modules, "parity_tests.conftest")
+    monkeypatch.delitem(sys.modules, "torch._dynamo")
+    with pytest.raises(NotebookError, match="TensorFlow was imported in this process before torch._dynamo"):
+        agreement("parity_tests/foundations/test_mlp.py::test_mlp_parity[relu-ReLU-float64]")
 
 
 def test_one_notebook_runs_end_to_end_in_a_kernel(built):
