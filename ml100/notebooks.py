@@ -224,7 +224,7 @@ class Agreement:
         code = "`" if markdown else ""
         tests = [f"- {code}{short_test(test)}{code}: {outcome}, {self.counts.get(test, 0)} comparisons"
                  for test, outcome in self.outcomes.items()]
-        note = [f"Compared without a tolerance: {self.exact}."] if self.exact else []
+        note = [f"Compared without a tolerance: {self.exact}.", ""] if self.exact else []
         return [*table, *[""] * bool(table), *note, "Tests run:", *tests]
 
     def _repr_markdown_(self) -> str:
@@ -452,14 +452,20 @@ def run_section(day: Day, node_ids: list[str]) -> str:
     """The final section: the day's files, then its chosen tests run with :func:`agreement`."""
     arguments = "".join(f"\n    {node_id!r}," for node_id in node_ids)
     exact = f"\n    exact={EXACT_DAYS[day.number]!r}," if day.number in EXACT_DAYS else ""
+    tests = "this day's test" if len(node_ids) == 1 else f"{len(node_ids)} of this day's tests"
+    if day.number in EXACT_DAYS:
+        shown = (f"Nothing here is compared with a tolerance ({EXACT_DAYS[day.number]}): the last cell shows "
+                 "each test's outcome and fails if one fails.")
+    else:
+        shown = ("The last cell shows, for each pair of trees (or tree and reference) and dtype, the largest "
+                 "relative error the harness measured, the tensor where it was seen and the dtype's tolerance; "
+                 "it fails if a test fails or an error exceeds its tolerance.")
     return f"""
 +++
 
 ## Run the three implementations
 
-The cells below run {len(node_ids)} of this day's tests in this kernel. The table gives, for each pair of
-trees (or tree and reference) and dtype, the largest relative error the harness measured, the tensor
-where it was seen, and the dtype's tolerance; the cell fails if a test fails or an error exceeds it.
+The cells below run {tests} here, in this kernel. {shown}
 
 ```{{code-cell}} ipython3
 from ml100.notebooks import agreement, sources
