@@ -157,3 +157,12 @@ def test_every_figure_script_is_shown_on_a_page():
     shown = {image.stem for image in referenced_images()}
     orphans = [f"figures/{script.name}" for script in FIGURE_SCRIPTS if script.stem not in shown]
     assert not orphans, "figure scripts whose image no page shows:\n  " + "\n  ".join(orphans)
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_control_characters(doc):
+    """A TeX command written through a Python string loses its backslash (``"\\frac"`` is a form feed
+    and "rac"): the page then shows garbage and the notebook build refuses it."""
+    for number, line in enumerate(doc.read_text().split("\n"), 1):
+        bad = [f"U+{ord(char):04X} at column {column}" for column, char in enumerate(line, 1) if ord(char) < 32 and char != "\t"]
+        assert not bad, f"{doc.relative_to(ROOT)} line {number}: control character(s) {', '.join(bad)}"
