@@ -17,6 +17,7 @@ about this repository, added at build time from the repository itself, never fro
 from __future__ import annotations
 
 import difflib
+import html
 import json
 import logging
 import posixpath
@@ -110,8 +111,13 @@ def stash_math(markdown: str, where: str) -> tuple[str, list[str]]:
     return outside_code(markdown, lambda text: _MATH.sub(stash, text)), formulas
 
 
-def restore_math(html: str, formulas: list[str]) -> str:
-    return _PLACEHOLDERS.sub(lambda match: formulas[int(match.group(1))], html)
+def html_text(markup: str) -> str:
+    """The text of a piece of HTML or MathML: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def restore_math(page_html: str, formulas: list[str]) -> str:
+    return _PLACEHOLDERS.sub(lambda match: formulas[int(match.group(1))], page_html)
 
 
 # -- links to the repository ---------------------------------------------------------------------
@@ -385,12 +391,17 @@ def on_page_markdown(markdown, page, config, files):
     return markdown
 
 
-def on_page_content(html, page, config, files):
+def on_page_content(page_html, page, config, files):
     formulas = _formulas.pop(page.file.src_uri, [])
+
+    def as_text(title: str) -> str:
+        """A formula in a title (menu, table of contents, browser tab) as its text: plain text there."""
+        return _PLACEHOLDERS.sub(lambda match: html_text(formulas[int(match.group(1))]), title)
+
+    page.title = as_text(page.title)
     for item in walk_toc(page.toc):
-        # A heading's formula shows as its TeX in the table of contents (plain text there).
-        item.title = _PLACEHOLDERS.sub(lambda match: re.sub(r"<[^>]+>", "", formulas[int(match.group(1))]), item.title)
-    return restore_math(html, formulas)
+        item.title = as_text(item.title)
+    return restore_math(page_html, formulas)
 
 
 def walk_toc(items):

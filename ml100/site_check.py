@@ -111,7 +111,7 @@ MATH_REPORT = """() => {
     .join('\\n');
   return {count: maths.length, flat: flat.length, notMath: notMath.length,
           errors: document.querySelectorAll('article merror').length,
-          placeholders: (prose.match(/ML100MATH\\d+X/g) || []).length,
+          placeholders: (document.body.innerText.match(/ML100MATH\\d+X/g) || []).length + (document.title.match(/ML100MATH/g) || []).length,
           tex: (prose.match(/\\$\\$|\\\\(frac|sum|mathbf|qquad)\\b/g) || []).length};
 }"""
 

@@ -187,3 +187,14 @@ def test_dead_links_and_missing_anchors_are_found(tmp_path):
 def test_every_implemented_day_has_a_page_with_a_place_for_the_code(day):
     page = site.DOCS / "days" / f"day{day.number:02d}.md"
     assert "\n## Three implementations" in page.read_text()
+
+
+def test_a_formula_in_a_title_reads_as_text_in_the_menu_and_the_toc():
+    from types import SimpleNamespace
+    markdown = site.on_page_markdown("# The process $q(x_t\\mid x_0)$\n\n## With $\\beta$\n", SimpleNamespace(
+        file=SimpleNamespace(src_uri="notes.md")), None, None)
+    heading = SimpleNamespace(title="With " + re.search(r"ML100MATH\d+X", markdown.split("\n## ")[1]).group(0), children=[])
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="notes.md"), title=markdown.split("\n")[0][2:], toc=[heading])
+    html = site.on_page_content("<h1>" + page.title + "</h1>", page, None, None)
+    assert page.title == "The process q(xt∣x0)" and heading.title == "With β"
+    assert html.startswith("<h1>The process <math") and "ML100MATH" not in html
