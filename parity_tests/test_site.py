@@ -198,3 +198,14 @@ def test_a_formula_in_a_title_reads_as_text_in_the_menu_and_the_toc():
     html = site.on_page_content("<h1>" + page.title + "</h1>", page, None, None)
     assert page.title == "The process q(xt∣x0)" and heading.title == "With β"
     assert html.startswith("<h1>The process <math") and "ML100MATH" not in html
+
+
+def test_the_controller_adds_up_the_workers_rows():
+    """Under pytest-xdist each worker sends its rows; one (file, pair, dtype) seen by two workers keeps
+    the larger error, where it was seen, and the sum of the counts."""
+    row = {"pair": "numpy vs torch", "dtype": "float64", "tensor": "output", "test": "t.py::a"}
+    controller = Collector()
+    controller.absorb({"t.py": [{**row, "max_rel_err": 1e-16, "comparisons": 3}], "u.py": []})
+    controller.absorb({"t.py": [{**row, "max_rel_err": 4e-16, "tensor": "grad of x", "test": "t.py::b", "comparisons": 2}]})
+    assert controller.by_file() == {"t.py": [{**row, "max_rel_err": 4e-16, "tensor": "grad of x", "test": "t.py::b",
+                                              "comparisons": 5}], "u.py": []}

@@ -5,7 +5,8 @@ the session, writes the largest relative error per test file, pair and dtype to 
 (``ml100/site.py``, the page "Parity dashboard").
 
 A run of some files replaces those files' rows and keeps the others', so running one day's tests
-does not erase the rest. Each row keeps the tensor and the test where the maximum was seen, and how
+does not erase the rest; under pytest-xdist the controller gathers the workers' rows and writes once.
+Each row keeps the tensor and the test where the maximum was seen, and how
 many comparisons it is the maximum of.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .record import Comparison, listening
 #: Bumped when the JSON's layout changes; a file of another schema is replaced whole.
 SCHEMA = 1
 DEFAULT_PATH = "build/parity.json"
+#: Where a pytest-xdist worker leaves its rows for the controller.
+WORKER_KEY = "ml100_parity_dashboard"
 
 
 def pytest_addoption(parser) -> None:
@@ -41,12 +44,22 @@ class Collector:
 
     def __call__(self, comparison: Comparison) -> None:
         file = self.test.partition("::")[0]
-        key = (file, comparison.pair, comparison.dtype)
-        row = self.rows.setdefault(key, {"pair": comparison.pair, "dtype": comparison.dtype, "max_rel_err": -1.0,
-                                         "tensor": "", "test": "", "comparisons": 0})
-        row["comparisons"] += 1
-        if comparison.rel_err > row["max_rel_err"]:
-            row.update(max_rel_err=comparison.rel_err, tensor=comparison.label, test=self.test)
+        self.add(file, {"pair": comparison.pair, "dtype": comparison.dtype, "max_rel_err": comparison.rel_err,
+                        "tensor": comparison.label, "test": self.test, "comparisons": 1})
+
+    def add(self, file: str, new: dict) -> None:
+        """Count ``new`` (one comparison, or a row of several) into its (file, pair, dtype) row."""
+        row = self.rows.setdefault((file, new["pair"], new["dtype"]), {**new, "max_rel_err": -1.0, "comparisons": 0})
+        row["comparisons"] += new["comparisons"]
+        if new["max_rel_err"] > row["max_rel_err"]:
+            row.update(max_rel_err=new["max_rel_err"], tensor=new["tensor"], test=new["test"])
+
+    def absorb(self, files: dict[str, list[dict]]) -> None:
+        """Another process's :meth:`by_file` (a pytest-xdist worker's), counted in."""
+        self.files.update(files)
+        for file, rows in files.items():
+            for row in rows:
+                self.add(file, row)
 
     def by_file(self) -> dict[str, list[dict]]:
         files: dict[str, list[dict]] = {file: [] for file in self.files}
@@ -98,7 +111,16 @@ class DashboardPlugin:
         with listening(self.collector):
             return (yield)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """Under pytest-xdist (``-n``), the controller gathers each worker's rows when it finishes."""
+        self.collector.absorb(json.loads(getattr(node, "workeroutput", {}).get(WORKER_KEY, "{}")))
+
     def pytest_sessionfinish(self, session) -> None:
+        if hasattr(self.config, "workeroutput"):
+            # An xdist worker ran only some of the tests it collected: its rows go to the controller, which writes.
+            self.config.workeroutput[WORKER_KEY] = json.dumps(self.collector.by_file())
+            return
         if not self.collector.rows:
             return
         path = Path(self.config.rootpath) / self.config.getoption("parity_json")
