@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ml100.backends import get_module
 from ml100.data import batch_indices, load_digits_split
 from ml100.weights import load_weights, save_weights
-from parity_tests.harness import TOLERANCES, TREES, compare_tensors, max_errors, nchw_to_nhwc
+from parity_tests.harness import TREES, compare_tensors, nchw_to_nhwc
 HIDDEN, LR, BATCH, STEPS = (32,), 1e-2, 32, 100
 
 
@@ -72,9 +72,9 @@ def test_loss_curves_are_identical_step_by_step(runs, initial_state, digits):
     failures = []
     for (a, ca), (b, cb) in itertools.combinations(curves.items(), 2):
         for step, (la, lb) in enumerate(zip(ca, cb), start=1):
-            abs_err, rel_err = max_errors(np.array(la), np.array(lb))
-            if rel_err > TOLERANCES["float64"]:
-                failures.append(f"step {step} [{a} vs {b}]: loss {la!r} vs {lb!r}, rel err {rel_err:.3e}")
+            before = len(failures)
+            compare_tensors(f"loss at step {step} ({la!r} vs {lb!r})", f"{a} vs {b}", la, lb, "float64", failures)
+            if len(failures) > before:  # the first step that diverges says enough
                 break
     assert not failures, "loss curves diverge:\n  " + "\n  ".join(failures)
     assert len(curves["numpy"]) == STEPS
