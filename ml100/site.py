@@ -167,7 +167,7 @@ def linked_files() -> set[str]:
             if resolved and resolved.startswith(CODE_DIR + "/"):
                 linked.add(resolved[len(CODE_DIR) + 1:-len(".md")])
     for day, done in status():
-        if done and day.module:
+        if done:
             linked.update(test.relative_to(ROOT).as_posix() for test in day_tests(day))
     return linked
 
