@@ -258,8 +258,9 @@ def text_table(header: tuple[str, ...], cells: list[tuple[str, ...]]) -> list[st
 def summarize(observed: Iterable[tuple[str, object]], outcomes: dict[str, str], exact: str | None = None) -> Agreement:
     """The table of ``observed`` (test id, :class:`~parity_tests.harness.record.Comparison`) pairs: per
     pair and dtype the largest ``rel_err``, its tensor and test, the count, and the dtype's tolerance
-    (``parity_tests.harness.compare.TOLERANCES``); rows in the order first seen."""
-    tolerances = harness().compare.TOLERANCES
+    (``parity_tests.harness.compare.tolerance_of``: 0 for the exact comparisons of integers); rows in the
+    order first seen."""
+    tolerance_of = harness().compare.tolerance_of
     observed = list(observed)
     rows: dict[tuple[str, str], Row] = {}
     for test, comparison in observed:
@@ -268,7 +269,7 @@ def summarize(observed: Iterable[tuple[str, object]], outcomes: dict[str, str], 
         count = old.comparisons + 1 if old else 1
         if old is None or comparison.rel_err > old.max_rel_err:
             rows[key] = Row(comparison.pair, comparison.dtype, comparison.rel_err, comparison.label, test, count,
-                            tolerances[comparison.dtype])
+                            tolerance_of(comparison.dtype))
         else:
             rows[key] = Row(old.pair, old.dtype, old.max_rel_err, old.tensor, old.test, count, old.tolerance)
     counts = Counter(test for test, _ in observed)
@@ -454,8 +455,9 @@ def run_section(day: Day, node_ids: list[str]) -> str:
     exact = f"\n    exact={EXACT_DAYS[day.number]!r}," if day.number in EXACT_DAYS else ""
     tests = "this day's test" if len(node_ids) == 1 else f"{len(node_ids)} of this day's tests"
     if day.number in EXACT_DAYS:
-        shown = (f"Nothing here is compared with a tolerance ({EXACT_DAYS[day.number]}): the last cell shows "
-                 "each test's outcome and fails if one fails.")
+        shown = (f"Nothing here is compared with a tolerance ({EXACT_DAYS[day.number]}): the last cell shows, "
+                 "for what the harness compares exactly (dtype \"exact\"), the share of elements that differ — 0 "
+                 "when equal — and each test's outcome, and fails if one fails.")
     else:
         shown = ("The last cell shows, for each pair of trees (or tree and reference) and dtype, the largest "
                  "relative error the harness measured, the tensor where it was seen and the dtype's tolerance; "

@@ -273,6 +273,9 @@ def reference_name(pair: str) -> str:
 
 
 def format_error(value: float, tolerance: float) -> str:
+    """A relative error; for an exact comparison (tolerance 0: integers) "equal" or the share that differs."""
+    if tolerance == 0:
+        return "equal" if value == 0 else f"**{value:.0%} differ ✗**"
     text = f"{value:.1e}"
     return text if value <= tolerance else f"**{text} ✗**"
 
@@ -319,14 +322,16 @@ def dashboard_page() -> str:
             "For every implemented day, the largest relative error the test run saw between each pair of trees and "
             "against each reference (`torch.nn`, Keras, Hugging Face, …), in float64 and float32: "
             "max |a − b| over the larger tensor's max magnitude, over every output and gradient the day's tests "
-            "compare. A value above its dtype's tolerance (`parity_tests/harness/compare.py`) is marked ✗: the run "
-            "that wrote it failed. A dash: the day's tests compare no such pair in that dtype.", ""]
+            "compare. Integers and booleans (token ids, kept indices, masks) are compared exactly: the column "
+            "\"exact\" says equal, or what share of the elements differ. A value above its dtype's tolerance "
+            "(`parity_tests/harness/compare.py`) is marked ✗: the run that wrote it failed. A dash: the day's tests "
+            "compare no such pair in that dtype.", ""]
     if not data:
         return "\n".join(head + ["No test run has been recorded in this checkout yet: run `python -m pytest`, then build "
                                  "the site again.", ""])
     versions = ", ".join(f"{name} {version}" for name, version in data.get("versions", {}).items())
     count = sum(row["comparisons"] for rows in data["files"].values() for row in rows)
-    limits = ", ".join(f"{dtype} {tolerance:.0e}" for dtype, tolerance in tolerances.items())
+    limits = ", ".join(f"{dtype} {tolerance:.0e}" if tolerance else f"{dtype}: equal" for dtype, tolerance in tolerances.items())
     tree_rows, reference_rows = dashboard_tables(data["files"], tolerances)
     pairs = " | ".join(f"{dtype} {TREE_LABELS[a]} – {TREE_LABELS[b]}" for dtype in tolerances for a, b in TREE_PAIRS)
     dtypes = " | ".join(tolerances)

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 
+import numpy as np
 import pytest
 
 from ml100 import site
@@ -158,7 +159,7 @@ def test_a_run_replaces_its_files_rows_and_keeps_the_others(tmp_path):
     path.write_text(json.dumps({"schema": SCHEMA, "files": {"a.py": [{"old": 1}], "b.py": [{"old": 2}]}}))
     data = merged(path, {"b.py": [{"new": 3}]})
     assert data["files"] == {"a.py": [{"old": 1}], "b.py": [{"new": 3}]}
-    assert data["tolerances"] == {"float64": 1e-9, "float32": 1e-4}
+    assert data["tolerances"] == {"float64": 1e-9, "float32": 1e-4, "exact": 0.0}
     path.write_text(json.dumps({"schema": SCHEMA + 1, "files": {"a.py": []}}))
     assert merged(path, {"b.py": []})["files"] == {"b.py": []}
 
@@ -209,3 +210,23 @@ def test_the_controller_adds_up_the_workers_rows():
     controller.absorb({"t.py": [{**row, "max_rel_err": 4e-16, "tensor": "grad of x", "test": "t.py::b", "comparisons": 2}]})
     assert controller.by_file() == {"t.py": [{**row, "max_rel_err": 4e-16, "tensor": "grad of x", "test": "t.py::b",
                                               "comparisons": 5}], "u.py": []}
+
+
+def test_exact_comparisons_are_recorded_as_the_share_that_differs():
+    from parity_tests.harness import compare_exact
+    heard: list[Comparison] = []
+    with listening(heard.append):
+        compare_exact("ids", "numpy vs torch", np.array([1, 2, 3, 4]), np.array([1, 2, 0, 4]), [])
+        compare_exact("ids", "numpy vs tf", np.array([1, 2]), np.array([1, 2]), [])
+        compare_exact("ids", "torch vs tf", np.array([1, 2]), np.array([1, 2], dtype=np.int32), [])
+        compare_exact("ids", "tf vs numpy", np.zeros((0,), np.int64), np.zeros((0,), np.int64), [])
+    assert [(c.dtype, c.rel_err) for c in heard] == [("exact", 0.25), ("exact", 0.0), ("exact", 1.0), ("exact", 0.0)]
+
+
+def test_the_dashboard_says_equal_or_the_share_that_differs():
+    rows = [{"pair": "numpy vs torch", "dtype": "exact", "max_rel_err": 0.0},
+            {"pair": "torch vs tf", "dtype": "exact", "max_rel_err": 0.5},
+            {"pair": "ours vs tokenizers", "dtype": "exact", "max_rel_err": 0.0}]
+    trees, references = site.dashboard_tables({"parity_tests/modern/test_nms.py": rows}, {"float64": 1e-9, "exact": 0.0})
+    assert [row for row in trees if row.startswith("| [59]")] == ["| [59](days/day59.md) | nms | – | – | – | equal | – | **50% differ ✗** |"]
+    assert [row for row in references if row.startswith("| [59]")] == ["| [59](days/day59.md) | nms | `ours vs tokenizers` | – | equal |"]

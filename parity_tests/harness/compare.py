@@ -15,6 +15,14 @@ from .record import record
 
 #: Max |a - b| relative to the larger of the two tensors' max magnitudes.
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}
+#: The "dtype" under which integer and bool comparisons are recorded (:mod:`.record`): their number is
+#: the share of elements that differ, and nothing but 0 passes.
+EXACT = "exact"
+
+
+def tolerance_of(dtype: str) -> float:
+    """A recorded comparison's limit: the float dtype's tolerance, 0 for an exact comparison."""
+    return 0.0 if dtype == EXACT else TOLERANCES[dtype]
 
 
 def is_float(array) -> bool:
@@ -33,8 +41,10 @@ def max_errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def compare_exact(label: str, pair: str, a, b, failures: list[str]) -> None:
-    """Integer or bool tensors: same dtype, same shape, same values."""
+    """Integer or bool tensors: same dtype, same shape, same values (recorded as the share that differ)."""
     a, b = np.asarray(a), np.asarray(b)
+    same_kind = a.dtype == b.dtype and a.shape == b.shape
+    record(label, pair, EXACT, float(np.mean(a != b)) if same_kind and a.size else float(not same_kind))
     if a.dtype != b.dtype:
         failures.append(f"{label} [{pair}]: dtypes differ {a.dtype} vs {b.dtype}")
     elif a.shape != b.shape:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .compare import TOLERANCES
+from .compare import EXACT, TOLERANCES
 from .record import Comparison, listening
 
 #: Bumped when the JSON's layout changes; a file of another schema is replaced whole.
@@ -87,7 +87,7 @@ def merged(path: Path, files: dict[str, list[dict]]) -> dict:
             old = {}
     kept = old.get("files", {}) if old.get("schema") == SCHEMA else {}
     kept.update(files)
-    return {"schema": SCHEMA, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(), "tolerances": TOLERANCES,
+    return {"schema": SCHEMA, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(), "tolerances": {**TOLERANCES, EXACT: 0.0},
             "files": dict(sorted(kept.items()))}
 
 

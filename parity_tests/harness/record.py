@@ -3,7 +3,8 @@
 
 :func:`~parity_tests.harness.compare.compare_tensors` calls :func:`record` once per compared pair of
 float tensors with the relative error it measured (the same number its tolerance is checked
-against), pass or fail. Nothing listens by default, and then recording costs one empty loop.
+against), pass or fail; ``compare_exact`` reports integer and bool tensors under the dtype
+``"exact"`` with the share of elements that differ. Nothing listens by default, and then recording costs one empty loop.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Comparison:
     """One compared tensor: its label (``grad of weight``), the pair (``numpy vs torch``), the dtype
-    whose tolerance applied, and the largest |a - b| relative to the larger tensor's max magnitude."""
+    whose tolerance applied, and the largest |a - b| relative to the larger tensor's max magnitude —
+    or, for integers and bools (dtype ``"exact"``), the share of elements that differ."""
 
     label: str
     pair: str
