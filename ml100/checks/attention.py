@@ -311,27 +311,38 @@ def check_lm_label_values(owner: str, labels, vocab_size: int) -> None:
                          f"got {np.unique(values[bad])[:5].tolist()}")
 
 
+def check_token_steps(owner: str, input_ids) -> tuple:
+    """``input_ids`` int64 ``(B, T)`` with ``T >= 1``; returns its shape. A traced TF call may not know
+    the batch (``None``); the step count sizes the positions, so it must be known."""
+    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
+    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    if shape[1] is None or shape[1] < 1:
+        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
+    return shape
+
+
+def check_lm_labels(owner: str, labels, shape: tuple, vocab_size: int, values_known: bool) -> None:
+    """``labels`` ``None`` or int64 of ``shape``, each a token id or -100 (ignored)."""
+    if labels is None:
+        return
+    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
+    if values_known:
+        check_lm_label_values(owner, labels, vocab_size)
+
+
 def check_gpt_inputs(owner: str, config, input_ids, labels, past_length: int, values_known: bool = True) -> None:
     """``input_ids (B, T)`` int64 with ``T >= 1`` and ids in ``[0, vocab_size)``; ``past_length + T``
     (the cached steps before these) at most ``n_positions``, the rows of the position table; ``labels``
     ``None`` or int64 of the same shape, each a token id or -100 (ignored). ``values_known`` is False
     for a traced TF call, whose values are checked by the ops themselves."""
-    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
-    # A traced TF call may not know the batch (None); the step count sizes the positions, so it must be known.
-    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    shape = check_token_steps(owner, input_ids)
     steps = shape[1]
-    if steps is None or steps < 1:
-        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
     if past_length + steps > config.n_positions:
         raise ValueError(f"{owner}: {past_length} cached + {steps} new tokens exceed n_positions = "
                          f"{config.n_positions} (the rows of the position table wpe)")
     if values_known:
         check_ids(owner, "input_ids", input_ids, config.vocab_size)
-    if labels is None:
-        return
-    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
-    if values_known:
-        check_lm_label_values(owner, labels, config.vocab_size)
+    check_lm_labels(owner, labels, shape, config.vocab_size, values_known)
 
 
 def check_gpt_dropout_masks(owner: str, config, dropout_masks, batch: int, steps: int, dropout_on: bool,
@@ -546,21 +557,14 @@ def check_llama_inputs(owner: str, config, input_ids, labels, values_known: bool
     """``input_ids (B, T)`` int64 with ``1 <= T <= max_position_embeddings`` (the positions the rotary
     tables cover) and ids in ``[0, vocab_size)``; ``labels`` ``None`` or int64 of the same shape, each a
     token id or -100 (ignored). ``values_known`` is False for a traced TF call."""
-    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
-    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    shape = check_token_steps(owner, input_ids)
     steps = shape[1]
-    if steps is None or steps < 1:
-        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
     if steps > config.max_position_embeddings:
         raise ValueError(f"{owner}: {steps} tokens exceed max_position_embeddings = {config.max_position_embeddings} "
                          "(the positions the rotary tables cover)")
     if values_known:
         check_ids(owner, "input_ids", input_ids, config.vocab_size)
-    if labels is None:
-        return
-    check_input(owner, "labels", labels.shape, labels.dtype, expected_dtype="int64", shape_like=shape)
-    if values_known:
-        check_lm_label_values(owner, labels, config.vocab_size)
+    check_lm_labels(owner, labels, shape, config.vocab_size, values_known)
 
 
 def check_bert_inputs(owner: str, config, input_ids, attention_mask, token_type_ids, values_known: bool = True) -> None:
@@ -568,11 +572,8 @@ def check_bert_inputs(owner: str, config, input_ids, attention_mask, token_type_
     ``attention_mask`` ``None`` or int64 ``(B, T)`` of 0 (padding) and 1 (attend), at least one 1 per
     sequence (a sequence of padding only has nothing to attend to); ``token_type_ids`` ``None`` or
     int64 ``(B, T)`` in ``[0, type_vocab_size)``. ``values_known`` is False for a traced TF call."""
-    check_input(owner, "input_ids", input_ids.shape, input_ids.dtype, expected_dtype="int64", ndim=2)
-    shape = tuple(None if size is None else int(size) for size in input_ids.shape)
+    shape = check_token_steps(owner, input_ids)
     steps = shape[1]
-    if steps is None or steps < 1:
-        raise ValueError(f"{owner}: input_ids must hold at least one token per sequence, got shape {shape}")
     if steps > config.max_position_embeddings:
         raise ValueError(f"{owner}: {steps} tokens exceed max_position_embeddings = {config.max_position_embeddings} "
                          "(the rows of position_embeddings)")
